@@ -1,0 +1,236 @@
+// Package config reads the configuration of the io.containerd.vordr.v1 runtime:
+// the runtime options containerd hands a task (runc's own options, or
+// runtimeoptions.v1.Options carrying a vordr TOML file or body) and turns them
+// into one Config the shim works from.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/containerd/containerd/api/types/runc/options"
+	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/typeurl/v2"
+	"github.com/pelletier/go-toml/v2"
+)
+
+// Type URLs of the runtime options vordr accepts. containerd and CRI send runc's
+// options for runtime_type io.containerd.runc.v2-like clients (ctr --runc-*), and
+// runtimeoptions.v1.Options for any other runtime type with an options table,
+// or for `ctr run --runtime-config-path`.
+const (
+	RuncOptionsTypeURL    = "containerd.runc.v1.Options"
+	RuntimeOptionsTypeURL = "runtimeoptions.v1.Options"
+)
+
+// DefaultPath is read when containerd sends no runtime options at all, so that a
+// node-wide setting (policy, profile) applies to plain `ctr run --runtime
+// io.containerd.vordr.v1`. The environment variable VORDR_CONFIG overrides it;
+// the shim inherits containerd's environment.
+const DefaultPath = "/etc/vordr/runtime.toml"
+
+// Runc holds the settings vordr hands to the wrapped runc task service. The
+// names are those of runc's options (containerd.runc.v1.Options), so a runtime
+// entry written for io.containerd.runc.v2 keeps its meaning.
+type Runc struct {
+	BinaryName     string `toml:"BinaryName,omitempty"`
+	Root           string `toml:"Root,omitempty"`
+	SystemdCgroup  bool   `toml:"SystemdCgroup,omitempty"`
+	NoPivotRoot    bool   `toml:"NoPivotRoot,omitempty"`
+	NoNewKeyring   bool   `toml:"NoNewKeyring,omitempty"`
+	ShimCgroup     string `toml:"ShimCgroup,omitempty"`
+	IoUid          uint32 `toml:"IoUid,omitempty"`
+	IoGid          uint32 `toml:"IoGid,omitempty"`
+	CriuImagePath  string `toml:"CriuImagePath,omitempty"`
+	CriuWorkPath   string `toml:"CriuWorkPath,omitempty"`
+	TaskApiAddress string `toml:"TaskApiAddress,omitempty"` //nolint:revive // runc's name
+	TaskApiVersion uint32 `toml:"TaskApiVersion,omitempty"` //nolint:revive // runc's name
+}
+
+// Config is vordr's runtime configuration.
+type Config struct {
+	// Runc is passed to the runc task service.
+	Runc Runc `toml:"runc"`
+	// Source says where the configuration came from, for logs and errors.
+	Source string `toml:"-"`
+}
+
+// file is the on-disk form. runc's keys are accepted at the top level as well,
+// because a runtime entry copied from io.containerd.runc.v2 puts them there
+// (`SystemdCgroup = true` directly in the options table); the [runc] table wins
+// where both set a key.
+type file struct {
+	Runc
+	RuncSection *Runc `toml:"runc"`
+	// ConfigPath may appear in a CRI options table next to other keys; CRI
+	// lifts it into runtimeoptions.Options, so it is accepted and ignored here.
+	ConfigPath string `toml:"ConfigPath,omitempty"`
+}
+
+// Parse decodes a vordr TOML configuration. Unknown keys are errors that name
+// the key and its line, so a typo cannot silently disable a setting.
+func Parse(data []byte, source string) (*Config, error) {
+	var f file
+	dec := toml.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("vordr config %s: %s: %w", source, describeTOMLError(err), errdefs.ErrInvalidArgument)
+	}
+	cfg := &Config{Runc: f.Runc, Source: source}
+	if f.RuncSection != nil {
+		cfg.Runc = merge(f.Runc, *f.RuncSection)
+	}
+	return cfg, nil
+}
+
+// merge overlays the non-zero fields of over onto base.
+func merge(base, over Runc) Runc {
+	var zero Runc
+	if over == zero {
+		return base
+	}
+	setS := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	setB := func(dst *bool, v bool) {
+		if v {
+			*dst = v
+		}
+	}
+	setU := func(dst *uint32, v uint32) {
+		if v != 0 {
+			*dst = v
+		}
+	}
+	setS(&base.BinaryName, over.BinaryName)
+	setS(&base.Root, over.Root)
+	setB(&base.SystemdCgroup, over.SystemdCgroup)
+	setB(&base.NoPivotRoot, over.NoPivotRoot)
+	setB(&base.NoNewKeyring, over.NoNewKeyring)
+	setS(&base.ShimCgroup, over.ShimCgroup)
+	setU(&base.IoUid, over.IoUid)
+	setU(&base.IoGid, over.IoGid)
+	setS(&base.CriuImagePath, over.CriuImagePath)
+	setS(&base.CriuWorkPath, over.CriuWorkPath)
+	setS(&base.TaskApiAddress, over.TaskApiAddress)
+	setU(&base.TaskApiVersion, over.TaskApiVersion)
+	return base
+}
+
+func describeTOMLError(err error) string {
+	var derr *toml.DecodeError
+	if errors.As(err, &derr) {
+		row, col := derr.Position()
+		return fmt.Sprintf("line %d column %d: %s", row, col, derr.Error())
+	}
+	var serr *toml.StrictMissingError
+	if errors.As(err, &serr) {
+		var keys []string
+		for _, e := range serr.Errors {
+			row, _ := e.Position()
+			keys = append(keys, fmt.Sprintf("%q (line %d)", strings.Join(e.Key(), "."), row))
+		}
+		return "unknown key " + strings.Join(keys, ", ") + "; see the runtime configuration section of the README for the keys vordr knows"
+	}
+	return err.Error()
+}
+
+// Load reads a vordr TOML configuration file.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, fmt.Errorf("vordr config file %s does not exist; fix ConfigPath in the runtime options: %w", path, errdefs.ErrNotFound)
+		}
+		return nil, fmt.Errorf("read vordr config: %w", err)
+	}
+	return Parse(data, path)
+}
+
+// Default returns the configuration used when containerd sends no options:
+// the file named by $VORDR_CONFIG or DefaultPath if it exists, else built-in
+// defaults.
+func Default() (*Config, error) {
+	path := os.Getenv("VORDR_CONFIG")
+	if path == "" {
+		if _, err := os.Stat(DefaultPath); err != nil {
+			return &Config{Source: "defaults"}, nil
+		}
+		path = DefaultPath
+	}
+	return Load(path)
+}
+
+// FromOptions turns the runtime options of a CreateTaskRequest (or of the
+// shim's -info call) into a Config. It never unmarshals through the global
+// type registry, so it works whether or not the options' Go types are linked.
+func FromOptions(opts typeurl.Any) (*Config, error) {
+	if opts == nil || (opts.GetTypeUrl() == "" && len(opts.GetValue()) == 0) {
+		return Default()
+	}
+	switch url := strings.TrimPrefix(opts.GetTypeUrl(), "type.googleapis.com/"); url {
+	case RuncOptionsTypeURL:
+		var o options.Options
+		if err := typeurl.UnmarshalTo(opts, &o); err != nil {
+			return nil, fmt.Errorf("decode runc options: %w", err)
+		}
+		return &Config{Runc: fromRuncOptions(&o), Source: "runc options"}, nil
+	case RuntimeOptionsTypeURL:
+		var o runtimeoptions.Options
+		if err := typeurl.UnmarshalTo(opts, &o); err != nil {
+			return nil, fmt.Errorf("decode runtimeoptions.v1.Options: %w", err)
+		}
+		if o.ConfigPath != "" {
+			return Load(o.ConfigPath)
+		}
+		if len(o.ConfigBody) == 0 {
+			return Default()
+		}
+		return Parse(o.ConfigBody, "runtime options body")
+	default:
+		return nil, fmt.Errorf("unsupported runtime options type %q: io.containerd.vordr.v1 accepts %s or %s (a vordr TOML config in ConfigPath or ConfigBody): %w",
+			opts.GetTypeUrl(), RuncOptionsTypeURL, RuntimeOptionsTypeURL, errdefs.ErrInvalidArgument)
+	}
+}
+
+// RuncOptions returns the options for the wrapped runc task service.
+func (c *Config) RuncOptions() *options.Options {
+	r := c.Runc
+	return &options.Options{
+		BinaryName:     r.BinaryName,
+		Root:           r.Root,
+		SystemdCgroup:  r.SystemdCgroup,
+		NoPivotRoot:    r.NoPivotRoot,
+		NoNewKeyring:   r.NoNewKeyring,
+		ShimCgroup:     r.ShimCgroup,
+		IoUid:          r.IoUid,
+		IoGid:          r.IoGid,
+		CriuImagePath:  r.CriuImagePath,
+		CriuWorkPath:   r.CriuWorkPath,
+		TaskApiAddress: r.TaskApiAddress,
+		TaskApiVersion: r.TaskApiVersion,
+	}
+}
+
+func fromRuncOptions(o *options.Options) Runc {
+	return Runc{
+		BinaryName:     o.BinaryName,
+		Root:           o.Root,
+		SystemdCgroup:  o.SystemdCgroup,
+		NoPivotRoot:    o.NoPivotRoot,
+		NoNewKeyring:   o.NoNewKeyring,
+		ShimCgroup:     o.ShimCgroup,
+		IoUid:          o.IoUid,
+		IoGid:          o.IoGid,
+		CriuImagePath:  o.CriuImagePath,
+		CriuWorkPath:   o.CriuWorkPath,
+		TaskApiAddress: o.TaskApiAddress,
+		TaskApiVersion: o.TaskApiVersion,
+	}
+}
