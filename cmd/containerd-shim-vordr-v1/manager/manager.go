@@ -1,0 +1,97 @@
+//go:build linux
+
+// Package manager is the shim manager of io.containerd.vordr.v1: containerd's
+// runc shim manager, with vordr's runtime options translated to runc's where
+// the runc manager reads them (bootstrap extensions and -info).
+package manager
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+
+	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
+	"github.com/containerd/containerd/api/types"
+	runcmanager "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2/manager"
+	"github.com/containerd/containerd/v2/pkg/shim"
+	"github.com/containerd/errdefs"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/vordr-project/vordr/config"
+)
+
+// RuntimeName is the runtime's name in containerd.
+const RuntimeName = "io.containerd.vordr.v1"
+
+type manager struct {
+	shim.Shim
+}
+
+// New returns the vordr shim manager.
+func New(name string) shim.Shim {
+	return &manager{Shim: runcmanager.NewShimManager(name)}
+}
+
+// Start translates a runtimeoptions.v1.Options extension into runc options so
+// that the runc manager honours settings such as ShimCgroup, then starts the
+// shim as runc.v2 does (grouping a pod's containers into one shim process).
+func (m *manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (*bootapi.BootstrapResult, error) {
+	for _, ext := range params.GetExtensions() {
+		v := ext.GetValue()
+		if v == nil || v.GetTypeUrl() == "" {
+			continue
+		}
+		if trim(v.GetTypeUrl()) != config.RuntimeOptionsTypeURL {
+			continue
+		}
+		cfg, err := config.FromOptions(v)
+		if err != nil {
+			return nil, fmt.Errorf("io.containerd.vordr.v1: %w", err)
+		}
+		runc, err := anypb.New(cfg.RuncOptions())
+		if err != nil {
+			return nil, err
+		}
+		ext.Value = runc
+	}
+	return m.Shim.Start(ctx, params)
+}
+
+// Info answers `containerd-shim-vordr-v1 -info`, which containerd calls with the
+// runtime options on stdin; the runc manager only understands runc options.
+func (m *manager) Info(ctx context.Context, optionsR io.Reader) (*types.RuntimeInfo, error) {
+	data, err := io.ReadAll(optionsR)
+	if err != nil {
+		return nil, fmt.Errorf("read runtime options from stdin: %w", err)
+	}
+	if len(data) == 0 {
+		return m.Shim.Info(ctx, bytes.NewReader(nil))
+	}
+	var a anypb.Any
+	if err := proto.Unmarshal(data, &a); err != nil {
+		return nil, fmt.Errorf("decode runtime options: %v: %w", err, errdefs.ErrInvalidArgument)
+	}
+	cfg, err := config.FromOptions(&a)
+	if err != nil {
+		return nil, err
+	}
+	runc, err := anypb.New(cfg.RuncOptions())
+	if err != nil {
+		return nil, err
+	}
+	out, err := proto.Marshal(runc)
+	if err != nil {
+		return nil, err
+	}
+	return m.Shim.Info(ctx, bytes.NewReader(out))
+}
+
+func trim(url string) string {
+	const prefix = "type.googleapis.com/"
+	if len(url) > len(prefix) && url[:len(prefix)] == prefix {
+		return url[len(prefix):]
+	}
+	return url
+}

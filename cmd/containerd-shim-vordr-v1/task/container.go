@@ -1,0 +1,147 @@
+//go:build linux
+
+package task
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/vordr-project/vordr/config"
+)
+
+// Container is what the shim knows of one container (a task's init process
+// and its bundle). Fields after Pid are set once runc create has returned.
+type Container struct {
+	ID        string
+	Namespace string
+	Bundle    string
+	// Rootfs is the container's root filesystem as mounted in the bundle.
+	Rootfs string
+	Spec   *specs.Spec
+	Config *config.Config
+
+	// Pid is the init process, waiting in runc init until Start.
+	Pid int
+	// CgroupPath is the init process's cgroup v2 path, relative to the
+	// cgroup2 mount ("/default/web" for runc's default layout).
+	CgroupPath string
+	// CgroupDir is the absolute directory of that cgroup.
+	CgroupDir string
+	// CgroupID is the cgroup's inode number: what bpf_get_current_cgroup_id()
+	// returns for the container's processes. Zero where there is no cgroup v2.
+	CgroupID uint64
+
+	mu sync.Mutex // serialises hook calls for this container
+}
+
+// readSpec reads the bundle's config.json with the errors a user can act on.
+func readSpec(bundle string) (*specs.Spec, []byte, error) {
+	path := filepath.Join(bundle, "config.json")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil, fmt.Errorf("bundle %s has no config.json; the client must write an OCI runtime spec into the bundle: %w", bundle, errdefs.ErrInvalidArgument)
+		}
+		return nil, nil, fmt.Errorf("read OCI spec: %w", err)
+	}
+	var s specs.Spec
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, nil, fmt.Errorf("bundle %s: config.json is not a valid OCI runtime spec: %v: %w", bundle, err, errdefs.ErrInvalidArgument)
+	}
+	if s.Linux == nil {
+		return nil, nil, fmt.Errorf("bundle %s: the OCI spec has no linux section; io.containerd.vordr.v1 runs Linux containers only: %w", bundle, errdefs.ErrInvalidArgument)
+	}
+	if s.Process == nil {
+		return nil, nil, fmt.Errorf("bundle %s: the OCI spec has no process to run: %w", bundle, errdefs.ErrInvalidArgument)
+	}
+	return &s, data, nil
+}
+
+// writeSpec replaces config.json atomically, so runc never reads half a spec.
+func writeSpec(bundle string, s *specs.Spec) error {
+	data, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("encode OCI spec: %w", err)
+	}
+	path := filepath.Join(bundle, "config.json")
+	tmp := path + ".vordr.tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return fmt.Errorf("write OCI spec: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write OCI spec: %w", err)
+	}
+	return nil
+}
+
+var (
+	cgroup2Once  sync.Once
+	cgroup2Mount string
+)
+
+// Cgroup2Mount returns where the cgroup v2 hierarchy is mounted:
+// /sys/fs/cgroup on unified hosts, /sys/fs/cgroup/unified on hybrid ones, ""
+// when there is none.
+func Cgroup2Mount() string {
+	cgroup2Once.Do(func() {
+		data, err := os.ReadFile("/proc/self/mountinfo")
+		if err != nil {
+			return
+		}
+		sc := bufio.NewScanner(bytes.NewReader(data))
+		for sc.Scan() {
+			// id parent major:minor root mountpoint opts... - fstype source superopts
+			line := sc.Text()
+			sep := strings.Index(line, " - ")
+			if sep < 0 {
+				continue
+			}
+			post := strings.Fields(line[sep+3:])
+			pre := strings.Fields(line[:sep])
+			if len(post) > 0 && post[0] == "cgroup2" && len(pre) >= 5 {
+				cgroup2Mount = pre[4]
+				return
+			}
+		}
+	})
+	return cgroup2Mount
+}
+
+// learnCgroup fills the cgroup fields from /proc/<pid>/cgroup.
+func (c *Container) learnCgroup() error {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", c.Pid))
+	if err != nil {
+		return fmt.Errorf("read cgroup of init process %d: %w", c.Pid, err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "0::"); ok {
+			c.CgroupPath = rest
+			break
+		}
+	}
+	mnt := Cgroup2Mount()
+	if c.CgroupPath == "" || mnt == "" {
+		// A cgroup v1-only host: nothing to key eBPF state on. Hooks that need
+		// a cgroup id report it.
+		return nil
+	}
+	c.CgroupDir = filepath.Join(mnt, c.CgroupPath)
+	var st unix.Stat_t
+	if err := unix.Stat(c.CgroupDir, &st); err != nil {
+		return fmt.Errorf("stat cgroup %s of init process %d: %w", c.CgroupDir, c.Pid, err)
+	}
+	c.CgroupID = st.Ino
+	return nil
+}

@@ -1,0 +1,57 @@
+//go:build linux
+
+package task
+
+import (
+	"context"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Hook is one of vordr's additions to the runc task lifecycle: the
+// verification gate, the profile that shapes the spec, the eBPF guard. The
+// service calls every hook at each point, in registration order; a hook that
+// has nothing to do at a point embeds NopHook.
+//
+// Calls for one container are serialised; calls for different containers of
+// one shim (a Kubernetes pod) may run concurrently.
+type Hook interface {
+	// Name identifies the hook in logs and errors.
+	Name() string
+	// PreCreate runs before runc create. It may refuse the task, or change
+	// c.Spec; the service writes a changed spec back to the bundle's
+	// config.json before runc reads it.
+	PreCreate(ctx context.Context, c *Container) error
+	// PostCreate runs after runc create and before Create returns: the init
+	// process exists, in its cgroup (c.Pid, c.CgroupID are set), but has not
+	// run a single instruction of the container's program. An error here
+	// fails Create and the container is deleted again.
+	PostCreate(ctx context.Context, c *Container) error
+	// PreStart runs before the init process is started.
+	PreStart(ctx context.Context, c *Container) error
+	// PreExec runs before an exec process is started in the container. It may
+	// refuse it or change p (the process spec sent by the client).
+	PreExec(ctx context.Context, c *Container, execID string, p *specs.Process) error
+	// Deleted runs once the container is gone, or when Create failed after this
+	// hook's PreCreate succeeded. It must release everything the hook holds for
+	// c; it cannot fail the deletion, so it reports problems itself.
+	Deleted(ctx context.Context, c *Container)
+}
+
+// NopHook implements every Hook method as a no-op, for embedding.
+type NopHook struct{}
+
+// PreCreate implements Hook.
+func (NopHook) PreCreate(context.Context, *Container) error { return nil }
+
+// PostCreate implements Hook.
+func (NopHook) PostCreate(context.Context, *Container) error { return nil }
+
+// PreStart implements Hook.
+func (NopHook) PreStart(context.Context, *Container) error { return nil }
+
+// PreExec implements Hook.
+func (NopHook) PreExec(context.Context, *Container, string, *specs.Process) error { return nil }
+
+// Deleted implements Hook.
+func (NopHook) Deleted(context.Context, *Container) {}

@@ -1,0 +1,251 @@
+//go:build linux
+
+// Package task is the task service of io.containerd.vordr.v1: containerd's runc
+// task service, wrapped so that vordr's hooks run around Create, Start, Exec
+// and Delete. Every call vordr does not add to is the runc service's own, so
+// the runtime behaves exactly like io.containerd.runc.v2 there.
+package task
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"sync"
+
+	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	"github.com/containerd/ttrpc"
+	"github.com/containerd/typeurl/v2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/vordr-project/vordr/config"
+)
+
+// service wraps the runc task service. Methods it does not override are the
+// embedded service's.
+type service struct {
+	taskapi.TTRPCTaskService
+	hooks []Hook
+
+	mu         sync.Mutex
+	containers map[string]*Container
+}
+
+var _ taskapi.TTRPCTaskService = (*service)(nil)
+
+func newService(inner taskapi.TTRPCTaskService, hooks []Hook) *service {
+	return &service{TTRPCTaskService: inner, hooks: hooks, containers: map[string]*Container{}}
+}
+
+// RegisterTTRPC serves the wrapper, not the inner service (which would
+// register itself).
+func (s *service) RegisterTTRPC(server *ttrpc.Server) error {
+	taskapi.RegisterTTRPCTaskService(server, s)
+	return nil
+}
+
+func (s *service) container(id string) *Container {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.containers[id]
+}
+
+// Create translates vordr's runtime options for runc, runs the hooks' PreCreate,
+// runc create, learns the init process's cgroup, and runs PostCreate: by the
+// time Create returns, every hook is in force and the container has not run.
+func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *taskapi.CreateTaskResponse, retErr error) {
+	cfg, err := config.FromOptions(r.Options)
+	if err != nil {
+		return nil, err
+	}
+	runcOpts, err := typeurl.MarshalAnyToProto(cfg.RuncOptions())
+	if err != nil {
+		return nil, fmt.Errorf("encode runc options: %w", err)
+	}
+	r.Options = runcOpts
+	if err := checkRuncBinary(cfg); err != nil {
+		return nil, err
+	}
+
+	spec, _, err := readSpec(r.Bundle)
+	if err != nil {
+		return nil, err
+	}
+	ns, _ := namespaces.Namespace(ctx)
+	c := &Container{
+		ID:        r.ID,
+		Namespace: ns,
+		Bundle:    r.Bundle,
+		Rootfs:    rootfsOf(r.Bundle, spec),
+		Spec:      spec,
+		Config:    cfg,
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	ran := 0 // hooks whose PreCreate succeeded, to undo on failure
+	defer func() {
+		if retErr != nil {
+			s.undo(ctx, c, ran)
+		}
+	}()
+
+	if len(s.hooks) > 0 {
+		before, err := json.Marshal(spec)
+		if err != nil {
+			return nil, fmt.Errorf("encode OCI spec: %w", err)
+		}
+		for _, h := range s.hooks {
+			if err := h.PreCreate(ctx, c); err != nil {
+				return nil, fmt.Errorf("vordr %s refused container %s: %w", h.Name(), r.ID, err)
+			}
+			ran++
+		}
+		after, err := json.Marshal(c.Spec)
+		if err != nil {
+			return nil, fmt.Errorf("encode OCI spec: %w", err)
+		}
+		if !bytes.Equal(before, after) {
+			if err := writeSpec(r.Bundle, c.Spec); err != nil {
+				return nil, err
+			}
+		}
+	}
+
+	resp, err := s.TTRPCTaskService.Create(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	created := true
+	defer func() {
+		if retErr != nil && created {
+			// The init process exists but a hook could not guard it: remove it
+			// so nothing unguarded can be started.
+			if _, err := s.TTRPCTaskService.Delete(ctx, &taskapi.DeleteRequest{ID: r.ID}); err != nil {
+				log.G(ctx).WithError(err).WithField("id", r.ID).Error("vordr: delete container after failed create")
+			}
+		}
+	}()
+
+	c.Pid = int(resp.Pid)
+	if err := c.learnCgroup(); err != nil {
+		return nil, err
+	}
+	for _, h := range s.hooks {
+		if err := h.PostCreate(ctx, c); err != nil {
+			return nil, fmt.Errorf("vordr %s could not guard container %s: %w", h.Name(), r.ID, err)
+		}
+	}
+
+	s.mu.Lock()
+	s.containers[r.ID] = c
+	s.mu.Unlock()
+	log.G(ctx).WithFields(log.Fields{
+		"id":        c.ID,
+		"pid":       c.Pid,
+		"cgroup":    c.CgroupPath,
+		"cgroup_id": c.CgroupID,
+		"config":    cfg.Source,
+	}).Info("vordr: container created")
+	return resp, nil
+}
+
+// undo runs Deleted for the first n hooks, last first.
+func (s *service) undo(ctx context.Context, c *Container, n int) {
+	for i := n - 1; i >= 0; i-- {
+		s.hooks[i].Deleted(ctx, c)
+	}
+}
+
+// Start runs PreStart for a container's init process.
+func (s *service) Start(ctx context.Context, r *taskapi.StartRequest) (*taskapi.StartResponse, error) {
+	if r.ExecID == "" {
+		if c := s.container(r.ID); c != nil {
+			c.mu.Lock()
+			for _, h := range s.hooks {
+				if err := h.PreStart(ctx, c); err != nil {
+					c.mu.Unlock()
+					return nil, fmt.Errorf("vordr %s refused to start container %s: %w", h.Name(), r.ID, err)
+				}
+			}
+			c.mu.Unlock()
+		}
+	}
+	return s.TTRPCTaskService.Start(ctx, r)
+}
+
+// Exec runs PreExec, which may refuse or change the process.
+func (s *service) Exec(ctx context.Context, r *taskapi.ExecProcessRequest) (*emptypb.Empty, error) {
+	c := s.container(r.ID)
+	if c == nil || len(s.hooks) == 0 || r.Spec == nil {
+		return s.TTRPCTaskService.Exec(ctx, r)
+	}
+	var p specs.Process
+	if err := json.Unmarshal(r.Spec.GetValue(), &p); err != nil {
+		return nil, fmt.Errorf("exec %s: process spec is not valid JSON: %v: %w", r.ExecID, err, errdefs.ErrInvalidArgument)
+	}
+	c.mu.Lock()
+	for _, h := range s.hooks {
+		if err := h.PreExec(ctx, c, r.ExecID, &p); err != nil {
+			c.mu.Unlock()
+			return nil, fmt.Errorf("vordr %s refused exec %s in container %s: %w", h.Name(), r.ExecID, r.ID, err)
+		}
+	}
+	c.mu.Unlock()
+	data, err := json.Marshal(&p)
+	if err != nil {
+		return nil, fmt.Errorf("encode exec process spec: %w", err)
+	}
+	if !bytes.Equal(data, r.Spec.GetValue()) {
+		r.Spec.Value = data
+	}
+	return s.TTRPCTaskService.Exec(ctx, r)
+}
+
+// Delete runs Deleted once a container's init process is gone.
+func (s *service) Delete(ctx context.Context, r *taskapi.DeleteRequest) (*taskapi.DeleteResponse, error) {
+	resp, err := s.TTRPCTaskService.Delete(ctx, r)
+	if err != nil || r.ExecID != "" {
+		return resp, err
+	}
+	s.mu.Lock()
+	c := s.containers[r.ID]
+	delete(s.containers, r.ID)
+	s.mu.Unlock()
+	if c != nil {
+		c.mu.Lock()
+		s.undo(ctx, c, len(s.hooks))
+		c.mu.Unlock()
+	}
+	return resp, nil
+}
+
+// checkRuncBinary fails early, with a message that says what to do, when the
+// runc binary is missing: runc's own error would come from deep in create.
+func checkRuncBinary(cfg *config.Config) error {
+	name := cfg.Runc.BinaryName
+	if name == "" {
+		name = "runc"
+	}
+	if _, err := exec.LookPath(name); err != nil {
+		return fmt.Errorf("runc binary %q not found (%v): install runc (make deps) or set BinaryName in the [runc] section of the vordr runtime config: %w",
+			name, err, errdefs.ErrFailedPrecondition)
+	}
+	return nil
+}
+
+func rootfsOf(bundle string, spec *specs.Spec) string {
+	root := "rootfs"
+	if spec.Root != nil && spec.Root.Path != "" {
+		root = spec.Root.Path
+	}
+	if len(root) > 0 && root[0] == '/' {
+		return root
+	}
+	return bundle + "/" + root
+}
