@@ -124,11 +124,6 @@ func merge(base, over Runc) Runc {
 }
 
 func describeTOMLError(err error) string {
-	var derr *toml.DecodeError
-	if errors.As(err, &derr) {
-		row, col := derr.Position()
-		return fmt.Sprintf("line %d column %d: %s", row, col, derr.Error())
-	}
 	var serr *toml.StrictMissingError
 	if errors.As(err, &serr) {
 		var keys []string
@@ -137,6 +132,11 @@ func describeTOMLError(err error) string {
 			keys = append(keys, fmt.Sprintf("%q (line %d)", strings.Join(e.Key(), "."), row))
 		}
 		return "unknown key " + strings.Join(keys, ", ") + "; see the runtime configuration section of the README for the keys vordr knows"
+	}
+	var derr *toml.DecodeError
+	if errors.As(err, &derr) {
+		row, col := derr.Position()
+		return fmt.Sprintf("line %d column %d: %s", row, col, derr.Error())
 	}
 	return err.Error()
 }
