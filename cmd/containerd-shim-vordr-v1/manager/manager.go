@@ -9,13 +9,18 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"errors"
 	"io"
+	"os"
+	"path/filepath"
+	"time"
 
 	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
 	"github.com/containerd/containerd/api/types"
 	runcmanager "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2/manager"
 	"github.com/containerd/containerd/v2/pkg/shim"
 	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -86,6 +91,24 @@ func (m *manager) Info(ctx context.Context, optionsR io.Reader) (*types.RuntimeI
 		return nil, err
 	}
 	return m.Shim.Info(ctx, bytes.NewReader(out))
+}
+
+// Stop is `containerd-shim-vordr-v1 delete`, run by containerd to clean up
+// after a shim that died or a Create that failed. When the bundle has no
+// options.json, runc never ran for it (the runc service writes the file before
+// it mounts the rootfs or calls runc), so there is nothing for runc to delete;
+// the runc manager would still call `runc delete` with runc's default root and
+// create state under /run/containerd/runc. Return what it would have returned.
+func (m *manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
+	cwd, err := os.Getwd()
+	if err != nil {
+		return shim.StopStatus{}, err
+	}
+	bundle := filepath.Join(filepath.Dir(cwd), id)
+	if _, err := os.Stat(filepath.Join(bundle, "options.json")); errors.Is(err, os.ErrNotExist) {
+		return shim.StopStatus{ExitedAt: time.Now(), ExitStatus: 128 + int(unix.SIGKILL)}, nil
+	}
+	return m.Shim.Stop(ctx, id)
 }
 
 func trim(url string) string {
