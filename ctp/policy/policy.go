@@ -1,0 +1,454 @@
+// Package policy loads the verification policy of .ctp bundles: which signers
+// are trusted (and until when), how many must sign, which predicates must be
+// present, which transparency logs are trusted and how many must agree. The
+// format is TOML (docs/policy.md); the seeds' gatekeeper JSON is accepted too.
+package policy
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+	"github.com/pelletier/go-toml/v2/unstable"
+
+	"github.com/vordr-project/vordr/ctp/canonical"
+	"github.com/vordr-project/vordr/ctp/keys"
+	"github.com/vordr-project/vordr/ctp/tlog"
+)
+
+// Mode says what happens to a bundle that fails verification.
+type Mode string
+
+const (
+	// Strict rejects.
+	Strict Mode = "strict"
+	// Permissive allows, with warnings.
+	Permissive Mode = "permissive"
+	// Audit allows and only reports.
+	Audit Mode = "audit"
+)
+
+// MaxSize bounds a policy file.
+const MaxSize = 1 << 20
+
+// Policy is a loaded, validated policy. Key material is resolved.
+type Policy struct {
+	Version            int      `toml:"version" json:"version"`
+	Mode               Mode     `toml:"mode" json:"mode"`
+	RequiredPredicates []string `toml:"required_predicates" json:"requiredPredicates"`
+	// Threshold is how many distinct trusted signers must sign each
+	// attestation; 0 means 1.
+	Threshold int `toml:"threshold" json:"threshold"`
+	// LogQuorum is how many distinct trusted logs must prove inclusion of
+	// each counted signature.
+	LogQuorum int `toml:"log_quorum" json:"logQuorum"`
+	// AllowedBuilders, if set, restricts the SLSA builder.id.
+	AllowedBuilders []string `toml:"allowed_builders" json:"allowedBuilders,omitempty"`
+	// AllowedImageRefs, if set, restricts manifest.toml's image_ref (or name)
+	// to these path.Match patterns.
+	AllowedImageRefs []string `toml:"allowed_image_refs" json:"allowedImageRefs,omitempty"`
+	Signers          []Signer `toml:"signers" json:"signers"`
+	Logs             []Log    `toml:"logs" json:"logs"`
+}
+
+// Signer is a trusted signing key.
+type Signer struct {
+	Name       string    `toml:"name" json:"name,omitempty"`
+	Key        string    `toml:"key" json:"key,omitempty"`                // PEM public key file, relative to the policy file
+	PublicKey  string    `toml:"public_key" json:"publicKey,omitempty"`   // inline PEM
+	KeyID      string    `toml:"key_id" json:"keyId,omitempty"`           // sha256:<hex of DER SPKI>
+	ValidFrom  time.Time `toml:"valid_from" json:"validFrom,omitempty"`   // zero: no lower bound
+	ValidUntil time.Time `toml:"valid_until" json:"validUntil,omitempty"` // zero: no upper bound
+
+	// Resolved is the loaded key; nil when only KeyID is given and the key
+	// must come from VerifyOptions.
+	Resolved *keys.PublicKey `toml:"-" json:"-"`
+}
+
+// Log is a trusted transparency log.
+type Log struct {
+	ID        string `toml:"id" json:"id,omitempty"`      // optional; must match the key's id
+	PublicKey string `toml:"public_key" json:"publicKey"` // C2SP note verifier key
+	Origin    string `toml:"origin" json:"origin,omitempty"`
+
+	Resolved *tlog.LogKey `toml:"-" json:"-"`
+}
+
+// Error is one problem in a policy file, with its position when known.
+type Error struct {
+	File         string
+	Line, Column int
+	Msg          string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File)
+	} else {
+		b.WriteString("policy")
+	}
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+		if e.Column > 0 {
+			fmt.Fprintf(&b, ":%d", e.Column)
+		}
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Errors is every problem found in a policy file, in file order.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	s := make([]string, len(es))
+	for i, e := range es {
+		s[i] = e.Error()
+	}
+	return strings.Join(s, "\n")
+}
+
+// Load reads and validates the policy at file. Relative key paths are
+// resolved against the file's directory.
+func Load(file string) (*Policy, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	p, err := Parse(data, filepath.Dir(file))
+	if err != nil {
+		var es Errors
+		if errors.As(err, &es) {
+			for _, e := range es {
+				e.File = file
+			}
+		}
+		return nil, err
+	}
+	return p, nil
+}
+
+// Parse reads a policy from data: gatekeeper JSON if it starts with '{',
+// TOML otherwise. dir resolves relative key paths. Errors are of type Errors.
+func Parse(data []byte, dir string) (*Policy, error) {
+	if len(data) > MaxSize {
+		return nil, Errors{{Msg: fmt.Sprintf("policy is %d bytes, limit %d", len(data), MaxSize)}}
+	}
+	var p *Policy
+	var lines map[string]int
+	var errs Errors
+	if t := bytes.TrimSpace(data); len(t) > 0 && t[0] == '{' {
+		p, errs = parseGatekeeper(data)
+	} else {
+		p, lines, errs = parseTOML(data)
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	errs = p.validate(dir, lines)
+	if len(errs) > 0 {
+		sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
+		return nil, errs
+	}
+	return p, nil
+}
+
+func parseTOML(data []byte) (*Policy, map[string]int, Errors) {
+	var p Policy
+	dec := toml.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		var sm *toml.StrictMissingError
+		var de *toml.DecodeError
+		switch {
+		case errors.As(err, &sm):
+			var es Errors
+			for _, e := range sm.Errors {
+				row, col := e.Position()
+				es = append(es, &Error{Line: row, Column: col, Msg: fmt.Sprintf("unknown field %q%s", strings.Join(e.Key(), "."), hint(e.Key()))})
+			}
+			return nil, nil, es
+		case errors.As(err, &de):
+			row, col := de.Position()
+			return nil, nil, Errors{{Line: row, Column: col, Msg: de.Error()}}
+		}
+		return nil, nil, Errors{{Msg: err.Error()}}
+	}
+	return &p, keyLines(data), nil
+}
+
+func hint(key []string) string {
+	if len(key) == 2 && key[0] == "signers" && key[1] == "threshold" {
+		return ": threshold is a top-level setting; put it before the first [[signers]]"
+	}
+	return ""
+}
+
+// keyLines maps "mode", "signers[1].key_id", … to their line numbers, so
+// semantic errors can point into the file as syntax errors do.
+func keyLines(data []byte) map[string]int {
+	out := map[string]int{}
+	p := unstable.Parser{}
+	p.Reset(data)
+	table := ""
+	counts := map[string]int{}
+	for p.NextExpression() {
+		n := p.Expression()
+		var parts []string
+		var line int
+		it := n.Key()
+		for it.Next() {
+			k := it.Node()
+			parts = append(parts, string(k.Data))
+			if line == 0 {
+				line = p.Shape(k.Raw).Start.Line
+			}
+		}
+		name := strings.Join(parts, ".")
+		switch n.Kind {
+		case unstable.Table:
+			table = name
+			out[table] = line
+		case unstable.ArrayTable:
+			table = fmt.Sprintf("%s[%d]", name, counts[name])
+			counts[name]++
+			out[table] = line
+		case unstable.KeyValue:
+			full := name
+			if table != "" {
+				full = table + "." + name
+			}
+			out[full] = line
+		}
+	}
+	return out
+}
+
+func (p *Policy) validate(dir string, lines map[string]int) Errors {
+	var errs Errors
+	at := func(key, format string, args ...any) {
+		line := lines[key]
+		for line == 0 && key != "" {
+			// Fall back to the enclosing table: "signers[0]" for a field
+			// that was not written out.
+			i := strings.LastIndexAny(key, ".")
+			if i < 0 {
+				break
+			}
+			key = key[:i]
+			line = lines[key]
+		}
+		errs = append(errs, &Error{Line: line, Msg: fmt.Sprintf(format, args...)})
+	}
+	if p.Version != 1 {
+		at("version", "version must be 1 (got %d)", p.Version)
+	}
+	switch p.Mode {
+	case "":
+		p.Mode = Strict
+	case Strict, Permissive, Audit:
+	default:
+		at("mode", "mode must be strict, permissive or audit (got %q)", p.Mode)
+	}
+	if p.Threshold < 0 {
+		at("threshold", "threshold must not be negative")
+	}
+	if p.Threshold == 0 {
+		p.Threshold = 1
+	}
+	if p.LogQuorum < 0 {
+		at("log_quorum", "log_quorum must not be negative")
+	}
+	for i, rp := range p.RequiredPredicates {
+		if rp == "" {
+			at("required_predicates", "required_predicates[%d] is empty", i)
+		}
+	}
+	for _, pat := range p.AllowedImageRefs {
+		if _, err := path.Match(pat, ""); err != nil {
+			at("allowed_image_refs", "bad pattern %q: %v", pat, err)
+		}
+	}
+	ids := map[string]bool{}
+	for i := range p.Signers {
+		s := &p.Signers[i]
+		key := fmt.Sprintf("signers[%d]", i)
+		var pem []byte
+		switch {
+		case s.Key != "" && s.PublicKey != "":
+			at(key+".public_key", "give either key or public_key, not both")
+			continue
+		case s.Key != "":
+			kp := s.Key
+			if !filepath.IsAbs(kp) && dir != "" {
+				kp = filepath.Join(dir, kp)
+			}
+			b, err := os.ReadFile(kp)
+			if err != nil {
+				at(key+".key", "cannot read key: %v", err)
+				continue
+			}
+			pem = b
+		case s.PublicKey != "":
+			pem = []byte(s.PublicKey)
+		case s.KeyID == "":
+			at(key, "a signer needs key, public_key or key_id")
+			continue
+		}
+		if pem != nil {
+			k, err := keys.ParsePublicKey(pem)
+			if err != nil {
+				at(key+".key", "%v", err)
+				continue
+			}
+			if s.KeyID != "" && s.KeyID != k.ID {
+				at(key+".key_id", "key_id %s does not match the key (%s)", s.KeyID, k.ID)
+				continue
+			}
+			s.Resolved, s.KeyID = k, k.ID
+		} else if !validKeyID(s.KeyID) {
+			at(key+".key_id", "key_id must be sha256:<64 lowercase hex> (got %q)", s.KeyID)
+			continue
+		}
+		if ids[s.KeyID] {
+			at(key, "signer %s listed twice", s.KeyID)
+		}
+		ids[s.KeyID] = true
+		if !s.ValidFrom.IsZero() && !s.ValidUntil.IsZero() && !s.ValidUntil.After(s.ValidFrom) {
+			at(key+".valid_until", "valid_until is not after valid_from")
+		}
+	}
+	if p.Threshold > len(p.Signers) {
+		at("threshold", "threshold %d is more than the %d signers listed: nothing could ever verify", p.Threshold, len(p.Signers))
+	}
+	logIDs := map[string]bool{}
+	for i := range p.Logs {
+		l := &p.Logs[i]
+		key := fmt.Sprintf("logs[%d]", i)
+		k, err := tlog.ParseLogKey(l.PublicKey)
+		if err != nil {
+			at(key+".public_key", "%v", err)
+			continue
+		}
+		if l.ID != "" && l.ID != k.ID {
+			at(key+".id", "id %s does not match the log key (%s)", l.ID, k.ID)
+			continue
+		}
+		if l.Origin != "" && l.Origin != k.Origin {
+			at(key+".origin", "origin %q does not match the key name %q", l.Origin, k.Origin)
+			continue
+		}
+		l.ID, l.Origin, l.Resolved = k.ID, k.Origin, k
+		if logIDs[k.ID] {
+			at(key, "log %s listed twice", k.ID)
+		}
+		logIDs[k.ID] = true
+	}
+	if p.LogQuorum > len(p.Logs) {
+		at("log_quorum", "log_quorum %d is more than the %d logs listed", p.LogQuorum, len(p.Logs))
+	}
+	return errs
+}
+
+func validKeyID(s string) bool {
+	h, ok := strings.CutPrefix(s, "sha256:")
+	if !ok || len(h) != 64 {
+		return false
+	}
+	for _, c := range h {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// gatekeeper is the seeds' JSON policy. allowedSigners entries are key ids
+// or objects.
+type gatekeeper struct {
+	Version            int               `json:"version"`
+	Mode               Mode              `json:"mode"`
+	RequiredPredicates []string          `json:"requiredPredicates"`
+	AllowedSigners     []json.RawMessage `json:"allowedSigners"`
+	LogQuorum          int               `json:"logQuorum"`
+	Threshold          int               `json:"threshold"`
+	Logs               []struct {
+		ID        string `json:"id"`
+		PublicKey string `json:"publicKey"`
+		Origin    string `json:"origin"`
+	} `json:"logs"`
+}
+
+type gatekeeperSigner struct {
+	Name       string    `json:"name"`
+	KeyID      string    `json:"keyId"`
+	PublicKey  string    `json:"publicKey"`
+	Key        string    `json:"key"`
+	ValidFrom  time.Time `json:"validFrom"`
+	ValidUntil time.Time `json:"validUntil"`
+}
+
+func parseGatekeeper(data []byte) (*Policy, Errors) {
+	var g gatekeeper
+	if err := canonical.Unmarshal(data, &g, canonical.Options{MaxSize: MaxSize}); err != nil {
+		return nil, Errors{{Line: jsonLine(data, err), Msg: "gatekeeper JSON: " + err.Error()}}
+	}
+	p := &Policy{Version: g.Version, Mode: g.Mode, RequiredPredicates: g.RequiredPredicates, LogQuorum: g.LogQuorum, Threshold: g.Threshold}
+	if p.Version == 0 {
+		p.Version = 1 // the seeds' files often omit it
+	}
+	for i, raw := range g.AllowedSigners {
+		var id string
+		if json.Unmarshal(raw, &id) == nil {
+			p.Signers = append(p.Signers, Signer{KeyID: id})
+			continue
+		}
+		var s gatekeeperSigner
+		if err := canonical.Unmarshal(raw, &s, canonical.Options{}); err != nil {
+			return nil, Errors{{Msg: fmt.Sprintf("allowedSigners[%d]: %v", i, err)}}
+		}
+		p.Signers = append(p.Signers, Signer{Name: s.Name, KeyID: s.KeyID, PublicKey: s.PublicKey, Key: s.Key, ValidFrom: s.ValidFrom, ValidUntil: s.ValidUntil})
+	}
+	for _, l := range g.Logs {
+		p.Logs = append(p.Logs, Log{ID: l.ID, PublicKey: l.PublicKey, Origin: l.Origin})
+	}
+	return p, nil
+}
+
+// jsonLine finds the line of a json.SyntaxError offset, when there is one.
+func jsonLine(data []byte, err error) int {
+	var se *json.SyntaxError
+	if errors.As(err, &se) && se.Offset <= int64(len(data)) {
+		return 1 + bytes.Count(data[:se.Offset], []byte("\n"))
+	}
+	return 0
+}
+
+// Window reports whether t is inside the signer's validity window.
+func (s *Signer) Window(t time.Time) bool {
+	if !s.ValidFrom.IsZero() && t.Before(s.ValidFrom) {
+		return false
+	}
+	if !s.ValidUntil.IsZero() && !t.Before(s.ValidUntil) {
+		return false
+	}
+	return true
+}
+
+// String names the signer for messages.
+func (s *Signer) String() string {
+	if s.Name != "" {
+		return s.Name + " (" + s.KeyID + ")"
+	}
+	return s.KeyID
+}

@@ -1,0 +1,430 @@
+package ctp
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"time"
+
+	"github.com/vordr-project/vordr/ctp/canonical"
+	"github.com/vordr-project/vordr/ctp/dsse"
+	"github.com/vordr-project/vordr/ctp/keys"
+	"github.com/vordr-project/vordr/ctp/policy"
+	"github.com/vordr-project/vordr/ctp/tlog"
+)
+
+// Decision is the outcome of Verify.
+type Decision string
+
+const (
+	Accept Decision = "accept" // everything verified
+	Reject Decision = "reject" // strict mode, or a malformed bundle in any mode
+	Warn   Decision = "warn"   // permissive mode: failed, allowed with a warning
+	Audit  Decision = "audit"  // audit mode: failed, allowed, reported
+)
+
+// VerifyOptions tune Verify.
+type VerifyOptions struct {
+	// Now is the time signer validity windows are checked against; zero
+	// means time.Now().
+	Now time.Time
+	// Keys supplies public keys for policy signers given only by key_id.
+	Keys []*keys.PublicKey
+	// SkipBlobs skips re-hashing layers, for callers that already verified
+	// them (the runtime re-checking an image imported earlier).
+	SkipBlobs bool
+}
+
+// Result says what was verified. It is also the `vordr ctp verify --json`
+// output.
+type Result struct {
+	Decision    Decision      `json:"decision"`
+	ErrorCode   Code          `json:"errorCode,omitempty"`
+	Reason      Reason        `json:"reason,omitempty"`
+	Message     string        `json:"message,omitempty"`
+	Mode        policy.Mode   `json:"mode"`
+	Name        string        `json:"name"`
+	Version     string        `json:"version,omitempty"`
+	ImageRef    string        `json:"imageRef,omitempty"`
+	ImageDigest string        `json:"imageDigest"`
+	Signers     []SignerCheck `json:"signers"`
+	Predicates  []string      `json:"predicates"`
+	Logs        []LogCheck    `json:"logs"`
+}
+
+// SignerCheck reports one key's signatures.
+type SignerCheck struct {
+	KeyID      string   `json:"keyId"`
+	Name       string   `json:"name,omitempty"`
+	Status     string   `json:"status"` // valid, expired, unknown, invalid
+	Predicates []string `json:"predicates,omitempty"`
+}
+
+// LogCheck reports one log entry.
+type LogCheck struct {
+	LogID          string `json:"logId"`
+	Origin         string `json:"origin,omitempty"`
+	LogIndex       uint64 `json:"logIndex"`
+	IntegratedTime int64  `json:"integratedTime"`
+	Signature      string `json:"signature"`
+	Status         string `json:"status"` // verified, untrusted, invalid
+}
+
+// Verify checks the whole chain of b against p: every blob against its
+// digest, the statements' subjects, DSSE signatures against the policy's
+// signers (validity windows and threshold), log inclusion proofs against
+// signed checkpoints of trusted logs and the quorum, the required predicates
+// and the policy's restrictions.
+//
+// In strict mode (and for malformed bundles in every mode) a failure returns
+// the Result together with an *Error. In permissive and audit mode a policy
+// failure returns the Result with Decision Warn or Audit, the error details
+// filled in, and a nil error.
+func Verify(ctx context.Context, b *Bundle, p *policy.Policy, opts VerifyOptions) (*Result, error) {
+	m := b.Manifest()
+	res := &Result{Mode: p.Mode, Name: m.Name, Version: m.Version, ImageRef: m.ImageRef, ImageDigest: m.ImageDigest,
+		Signers: []SignerCheck{}, Predicates: []string{}, Logs: []LogCheck{}}
+	err := verify(ctx, b, p, opts, res)
+	if err == nil {
+		res.Decision = Accept
+		return res, nil
+	}
+	var e *Error
+	if !errors.As(err, &e) {
+		res.Decision = Reject
+		return res, err // I/O or cancellation, not a verdict
+	}
+	res.ErrorCode, res.Reason, res.Message = e.Code, e.Reason, e.Error()
+	switch {
+	case e.Code == CodeMalformedBundle || p.Mode == policy.Strict || p.Mode == "":
+		res.Decision = Reject
+		return res, err
+	case p.Mode == policy.Permissive:
+		res.Decision = Warn
+	default:
+		res.Decision = Audit
+	}
+	return res, nil
+}
+
+type sigRef struct {
+	env *dsse.Envelope
+	sig dsse.Signature
+}
+
+func verify(ctx context.Context, b *Bundle, p *policy.Policy, opts VerifyOptions, res *Result) error {
+	if !opts.SkipBlobs {
+		if err := b.VerifyBlobs(ctx); err != nil {
+			return err
+		}
+	}
+	now := opts.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	threshold := max(p.Threshold, 1)
+	extra := map[string]*keys.PublicKey{}
+	for _, k := range opts.Keys {
+		extra[k.ID] = k
+	}
+	signers := map[string]*policy.Signer{}
+	for i := range p.Signers {
+		s := &p.Signers[i]
+		if s.Resolved == nil {
+			s2 := *s
+			s2.Resolved = extra[s.KeyID]
+			s = &s2
+		}
+		signers[s.KeyID] = s
+	}
+
+	manifestDigest := b.manifestDesc.Digest.Encoded()
+	tomlDigest := digestHex(b.manifestTOML)
+	att := b.attest
+	if len(att.Attestations) == 0 {
+		return newError(CodeMissingAttestation, "the bundle carries no attestations")
+	}
+	status := map[string]*SignerCheck{}
+	note := func(id, st, pred string) {
+		c := status[id+"/"+st]
+		if c == nil {
+			c = &SignerCheck{KeyID: id, Status: st}
+			if s := signers[id]; s != nil {
+				c.Name = s.Name
+			}
+			status[id+"/"+st] = c
+		}
+		if pred != "" {
+			c.Predicates = append(c.Predicates, pred)
+		}
+	}
+	defer func() {
+		for _, c := range status {
+			res.Signers = append(res.Signers, *c)
+		}
+		sort.Slice(res.Signers, func(i, j int) bool {
+			if res.Signers[i].KeyID != res.Signers[j].KeyID {
+				return res.Signers[i].KeyID < res.Signers[j].KeyID
+			}
+			return res.Signers[i].Status < res.Signers[j].Status
+		})
+	}()
+
+	bySig := map[string]sigRef{}
+	counted := make([]map[string]string, len(att.Attestations)) // keyid -> signature digest
+	predicates := map[string]bool{}
+	var builders []string
+	for i := range att.Attestations {
+		env := &att.Attestations[i]
+		where := fmt.Sprintf("attestations[%d]", i)
+		if env.PayloadType != dsse.PayloadTypeInToto {
+			return &Error{Code: CodeMalformedBundle, Reason: ReasonMediaType, Path: where, Msg: fmt.Sprintf("payloadType %q, want %s", env.PayloadType, dsse.PayloadTypeInToto)}
+		}
+		payload, err := env.DecodePayload()
+		if err != nil {
+			return &Error{Code: CodeMalformedBundle, Reason: ReasonInvalidField, Path: where, Err: err}
+		}
+		// Peek at the predicate type for reporting only; nothing is trusted
+		// before the signatures check out.
+		pt := ""
+		if st, err := statementOf(env); err == nil {
+			pt = st.PredicateType
+		}
+		counted[i] = map[string]string{}
+		var unknown, expired []string
+		for j, sig := range env.Signatures {
+			sd, err := SignatureDigest(sig)
+			if err != nil {
+				return &Error{Code: CodeMalformedBundle, Reason: ReasonInvalidField, Path: fmt.Sprintf("%s.signatures[%d]", where, j), Err: err}
+			}
+			if _, dup := bySig[sd]; dup {
+				return &Error{Code: CodeMalformedBundle, Reason: ReasonDuplicateEntry, Path: fmt.Sprintf("%s.signatures[%d]", where, j), Msg: "the same signature appears twice"}
+			}
+			bySig[sd] = sigRef{env: env, sig: sig}
+			s := signers[sig.KeyID]
+			if s == nil || s.Resolved == nil {
+				note(sig.KeyID, "unknown", pt)
+				unknown = append(unknown, sig.KeyID)
+				continue
+			}
+			// The key id is a hint anyone can write; a signature that claims
+			// a trusted key and does not verify is tampering, not noise.
+			if err := env.VerifySignature(s.Resolved, sig); err != nil {
+				note(sig.KeyID, "invalid", pt)
+				return &Error{Code: CodeInvalidSignature, Path: fmt.Sprintf("%s.signatures[%d]", where, j), Msg: fmt.Sprintf("signature by %s does not verify", s), Err: err}
+			}
+			if !s.Window(now) {
+				note(sig.KeyID, "expired", pt)
+				expired = append(expired, s.String())
+				continue
+			}
+			note(sig.KeyID, "valid", pt)
+			counted[i][sig.KeyID] = sd
+		}
+		if n := len(counted[i]); n < threshold {
+			switch {
+			case len(expired) > 0:
+				return &Error{Code: CodeExpiredKey, Path: where, Msg: fmt.Sprintf("signed by %v outside the key's validity window (at %s); %d of %d valid signers", expired, now.UTC().Format(time.RFC3339), n, threshold)}
+			case n == 0 && len(unknown) > 0:
+				return &Error{Code: CodeUnknownKey, Path: where, Msg: fmt.Sprintf("signed only by keys the policy does not trust: %v", unknown)}
+			}
+			return &Error{Code: CodeThresholdNotMet, Path: where, Msg: fmt.Sprintf("%d distinct trusted signers, policy requires %d", n, threshold)}
+		}
+
+		var st Statement
+		if err := canonical.Unmarshal(payload, &st, canonical.Options{MaxSize: int(DefaultLimits.MaxAttestationJSON)}); err != nil {
+			e := jsonErr(where+".payload", err)
+			return e
+		}
+		if st.Type != StatementType {
+			return &Error{Code: CodeMalformedBundle, Reason: ReasonInvalidField, Path: where, Msg: fmt.Sprintf("statement _type %q, want %s", st.Type, StatementType)}
+		}
+		if err := checkSubjects(st.Subject, manifestDigest, tomlDigest); err != nil {
+			err.Path = where
+			return err
+		}
+		predicates[st.PredicateType] = true
+		if st.PredicateType == PredicateSLSA {
+			var prov struct {
+				RunDetails struct {
+					Builder struct {
+						ID string `json:"id"`
+					} `json:"builder"`
+				} `json:"runDetails"`
+			}
+			if err := json.Unmarshal(st.Predicate, &prov); err != nil {
+				return &Error{Code: CodeMalformedBundle, Reason: ReasonInvalidField, Path: where + ".predicate", Err: err}
+			}
+			builders = append(builders, prov.RunDetails.Builder.ID)
+		}
+	}
+	for pt := range predicates {
+		res.Predicates = append(res.Predicates, pt)
+	}
+	sort.Strings(res.Predicates)
+
+	if err := verifyLogs(b, p, bySig, counted, threshold, res); err != nil {
+		return err
+	}
+
+	for _, rp := range p.RequiredPredicates {
+		if !predicates[rp] {
+			return newError(CodeMissingAttestation, "no verified attestation with predicate type %s", rp)
+		}
+	}
+	if len(p.AllowedImageRefs) > 0 {
+		ref := b.manifest.ImageRef
+		if ref == "" {
+			ref = b.manifest.Name
+		}
+		ok := false
+		for _, pat := range p.AllowedImageRefs {
+			if m, _ := path.Match(pat, ref); m {
+				ok = true
+			}
+		}
+		if !ok {
+			return newError(CodePolicyDenied, "image %q is not in allowed_image_refs", ref)
+		}
+	}
+	if len(p.AllowedBuilders) > 0 {
+		if len(builders) == 0 {
+			return newError(CodePolicyDenied, "allowed_builders is set but no verified SLSA provenance names a builder")
+		}
+		for _, id := range builders {
+			if !contains(p.AllowedBuilders, id) {
+				return newError(CodePolicyDenied, "builder %q is not in allowed_builders", id)
+			}
+		}
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// checkSubjects requires exactly the two subjects of a v1 bundle: the image
+// manifest and manifest.toml. Anything else means the statement was made
+// about something else.
+func checkSubjects(subj []Subject, manifestDigest, tomlDigest string) *Error {
+	if len(subj) != 2 {
+		return &Error{Code: CodeSubjectMismatch, Msg: fmt.Sprintf("statement has %d subjects, want the image manifest and manifest.toml", len(subj))}
+	}
+	var haveImage, haveTOML bool
+	for _, s := range subj {
+		if len(s.Digest) != 1 {
+			return &Error{Code: CodeSubjectMismatch, Msg: fmt.Sprintf("subject %q must carry exactly one (sha256) digest", s.Name)}
+		}
+		d := s.Digest["sha256"]
+		switch {
+		case s.Name == ManifestSubjectName && d == tomlDigest:
+			haveTOML = true
+		case s.Name != ManifestSubjectName && d == manifestDigest:
+			haveImage = true
+		}
+	}
+	if !haveImage {
+		return &Error{Code: CodeSubjectMismatch, Msg: "no subject names this bundle's image manifest sha256:" + manifestDigest}
+	}
+	if !haveTOML {
+		return &Error{Code: CodeSubjectMismatch, Msg: "no subject names this bundle's manifest.toml sha256:" + tomlDigest}
+	}
+	return nil
+}
+
+func verifyLogs(b *Bundle, p *policy.Policy, bySig map[string]sigRef, counted []map[string]string, threshold int, res *Result) error {
+	logs := map[string]*tlog.LogKey{}
+	for _, l := range p.Logs {
+		if l.Resolved != nil {
+			logs[l.ID] = l.Resolved
+		}
+	}
+	covered := map[string]map[string]bool{} // signature digest -> log ids
+	for i, e := range b.attest.LogEntries {
+		where := fmt.Sprintf("logEntries[%d]", i)
+		lc := LogCheck{LogID: e.LogID, LogIndex: e.LogIndex, IntegratedTime: e.IntegratedTime, Signature: e.Signature, Status: "invalid"}
+		err := verifyEntry(e, logs, bySig, &lc)
+		res.Logs = append(res.Logs, lc)
+		if err != nil {
+			err.Path = where
+			return err
+		}
+		if lc.Status == "verified" {
+			if covered[e.Signature] == nil {
+				covered[e.Signature] = map[string]bool{}
+			}
+			covered[e.Signature][e.LogID] = true
+		}
+	}
+	if p.LogQuorum == 0 {
+		return nil
+	}
+	for i, c := range counted {
+		n := 0
+		for _, sd := range c {
+			if len(covered[sd]) >= p.LogQuorum {
+				n++
+			}
+		}
+		if n < threshold {
+			return &Error{Code: CodeInsufficientLogCoverage, Path: fmt.Sprintf("attestations[%d]", i),
+				Msg: fmt.Sprintf("%d signers have inclusion proofs in %d trusted logs; policy requires %d signers and log_quorum %d", n, p.LogQuorum, threshold, p.LogQuorum)}
+		}
+	}
+	return nil
+}
+
+func verifyEntry(e LogEntry, logs map[string]*tlog.LogKey, bySig map[string]sigRef, lc *LogCheck) *Error {
+	if err := checkEntryShape(e); err != nil {
+		return &Error{Code: CodeLogProofInvalid, Reason: ReasonInvalidField, Err: err}
+	}
+	ref, ok := bySig[e.Signature]
+	if !ok {
+		return &Error{Code: CodeLogProofInvalid, Reason: ReasonInvalidField, Msg: "entry names a signature that is not in the bundle: " + e.Signature}
+	}
+	k := logs[e.LogID]
+	if k == nil {
+		// A log this policy does not trust proves nothing; it is reported
+		// and does not count toward the quorum.
+		lc.Status = "untrusted"
+		return nil
+	}
+	lc.Origin = k.Origin
+	cp, err := k.OpenCheckpoint([]byte(e.Checkpoint))
+	if err != nil {
+		if errors.Is(err, tlog.ErrUntrustedCheckpoint) {
+			return &Error{Code: CodeLogProofInvalid, Reason: ReasonUntrustedLog, Err: err}
+		}
+		return &Error{Code: CodeLogProofInvalid, Reason: ReasonCheckpointFormat, Err: err}
+	}
+	if cp.Size != e.InclusionProof.TreeSize || hex.EncodeToString(cp.Hash) != e.InclusionProof.RootHash {
+		return &Error{Code: CodeLogProofInvalid, Reason: ReasonInclusionProof, Msg: "inclusion proof is for a different tree than the checkpoint"}
+	}
+	hashes := make([][]byte, len(e.InclusionProof.Hashes))
+	for i, h := range e.InclusionProof.Hashes {
+		hashes[i], _ = hex.DecodeString(h) // shape checked above
+	}
+	leaf, err := Leaf(ref.env, ref.sig, e.IntegratedTime)
+	if err != nil {
+		return &Error{Code: CodeLogProofInvalid, Reason: ReasonInvalidField, Err: err}
+	}
+	if err := tlog.VerifyInclusion(leaf, e.LogIndex, cp, hashes); err != nil {
+		return &Error{Code: CodeLogProofInvalid, Reason: ReasonInclusionProof, Err: err}
+	}
+	lc.Status = "verified"
+	return nil
+}
+
+func digestHex(b []byte) string {
+	return digestOf(b).Encoded()
+}
