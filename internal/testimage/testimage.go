@@ -14,6 +14,7 @@ package testimage
 import (
 	"bytes"
 	"compress/gzip"
+	_ "crypto/sha256" // go-digest panics unless the hash is linked in
 	"encoding/json"
 	"fmt"
 	"runtime"
