@@ -1,0 +1,316 @@
+//go:build linux
+
+package monitor
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// fileGuard enforces and observes file operations with fanotify, the
+// strongest file hook this machine kind offers (no BPF-LSM, no fentry):
+//
+//   - exec of a file not in the image: FAN_OPEN_EXEC_PERM marks on every
+//     mount of the container's own mount namespace. The kernel holds the
+//     execve until we answer; a file whose ctime is at or after the attach
+//     time was created or changed after the container started, so it is
+//     not part of the image and is denied (EPERM) or allowed and reported.
+//   - sensitive files: inode marks on the container's copies of them
+//     (FAN_OPEN_PERM to deny, FAN_OPEN to observe). Inode marks are
+//     only placed on files that are not the host's own file at the same
+//     path, so the host is never affected.
+//
+// Marks live as long as the fanotify descriptor: closing it removes all of
+// them, and the kernel allows any open still waiting for an answer.
+type fileGuard struct {
+	f         *os.File
+	threshold int64 // ns since epoch; exec of files with ctime >= this is drift
+	execDeny  bool
+	execMarks int
+	files     map[devIno]string // marked sensitive file → its path in the container
+	fileDeny  bool
+	emit      func(Event, bool) // (event, is-permission-decision)
+	events    atomic.Uint64
+	wg        sync.WaitGroup
+}
+
+type devIno struct{ dev, ino uint64 }
+
+type fileGuardConfig struct {
+	initPID   int
+	threshold int64
+	execMarks bool // place exec permission marks (deny or report drift)
+	execDeny  bool
+	sensitive []string
+	fileMask  uint64 // FAN_OPEN or FAN_OPEN_PERM; 0: none
+}
+
+// newFileGuard sets up the fanotify group and its marks. It returns a guard
+// even when some marks could not be placed; notes says what is in force.
+func newFileGuard(c fileGuardConfig) (*fileGuard, map[string]string, error) {
+	notes := map[string]string{}
+	fd, err := unix.FanotifyInit(unix.FAN_CLASS_CONTENT|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK, unix.O_RDONLY|unix.O_LARGEFILE|unix.O_CLOEXEC)
+	if err != nil {
+		return nil, nil, fmt.Errorf("fanotify_init (needs CAP_SYS_ADMIN and CONFIG_FANOTIFY_ACCESS_PERMISSIONS): %w", err)
+	}
+	g := &fileGuard{
+		f:         os.NewFile(uintptr(fd), "fanotify"),
+		threshold: c.threshold,
+		execDeny:  c.execDeny,
+		files:     map[devIno]string{},
+		fileDeny:  c.fileMask == unix.FAN_OPEN_PERM,
+	}
+	root := "/proc/" + strconv.Itoa(c.initPID) + "/root"
+	if c.execMarks {
+		n, err := g.markMounts(c.initPID, root)
+		g.execMarks = n
+		if err != nil {
+			notes["exec"] = err.Error()
+		}
+	}
+	if c.fileMask != 0 {
+		present := 0
+		for _, p := range c.sensitive {
+			ok, err := g.markFile(root, p, c.fileMask)
+			if err != nil {
+				notes["files:"+p] = err.Error()
+			}
+			if ok {
+				present++
+			}
+		}
+		notes["files.marked"] = strconv.Itoa(present)
+	}
+	return g, notes, nil
+}
+
+// markMounts places FAN_OPEN_EXEC_PERM on every mount of the container's
+// mount namespace. A mount mark covers only that mount, and these mounts
+// exist only in the container's namespace, so nobody else is affected; it
+// refuses outright when the process shares our mount namespace.
+func (g *fileGuard) markMounts(pid int, root string) (int, error) {
+	self, err1 := os.Readlink("/proc/self/ns/mnt")
+	theirs, err2 := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/mnt")
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("read mount namespaces: %v %v", err1, err2)
+	}
+	if self == theirs {
+		return 0, errors.New("the container shares the host's mount namespace: exec marks would affect the host")
+	}
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/mountinfo")
+	if err != nil {
+		return 0, fmt.Errorf("read container mounts: %w", err)
+	}
+	defer f.Close()
+	var (
+		n     int
+		fails []string
+		sc    = bufio.NewScanner(f)
+	)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescapeMountinfo(fields[4])
+		err := fanotifyMark(int(g.f.Fd()), unix.FAN_MARK_ADD|unix.FAN_MARK_MOUNT, unix.FAN_OPEN_EXEC_PERM, unix.AT_FDCWD, filepath.Join(root, mp))
+		if err != nil {
+			fails = append(fails, mp+": "+err.Error())
+			continue
+		}
+		n++
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("no mount could be marked: %s", strings.Join(fails, "; "))
+	}
+	if len(fails) > 0 {
+		return n, fmt.Errorf("unmarked mounts: %s", strings.Join(fails, "; "))
+	}
+	return n, nil
+}
+
+// markFile places an inode mark on the container's copy of path, resolved
+// inside the container's root (symlinks cannot point the mark at a host
+// file). It reports false when the file does not exist in the container.
+func (g *fileGuard) markFile(root, path string, mask uint64) (bool, error) {
+	rfd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false, fmt.Errorf("open container root: %w", err)
+	}
+	defer unix.Close(rfd)
+	fd, err := unix.Openat2(rfd, strings.TrimPrefix(path, "/"), &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+			return false, nil
+		}
+		return false, err
+	}
+	defer unix.Close(fd)
+	var st, host unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return false, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return false, nil // masked paths (/dev/null binds), directories: not ours to mark
+	}
+	if unix.Stat(path, &host) == nil && host.Dev == st.Dev && host.Ino == st.Ino {
+		return false, errors.New("is the host's own file (rootfs shared with the host): not marked")
+	}
+	if err := fanotifyMark(int(g.f.Fd()), unix.FAN_MARK_ADD, mask, fd, ""); err != nil {
+		return false, fmt.Errorf("fanotify_mark: %w", err)
+	}
+	g.files[devIno{st.Dev, st.Ino}] = path
+	return true, nil
+}
+
+// fanotifyMark is fanotify_mark(2) with a NULL pathname when path is ""
+// (mark dirfd itself), which x/sys/unix cannot express.
+func fanotifyMark(fd int, flags uint, mask uint64, dirfd int, path string) error {
+	var p *byte
+	if path != "" {
+		var err error
+		if p, err = unix.BytePtrFromString(path); err != nil {
+			return err
+		}
+	}
+	_, _, e := unix.Syscall6(unix.SYS_FANOTIFY_MARK, uintptr(fd), uintptr(flags), uintptr(mask), uintptr(dirfd), uintptr(unsafe.Pointer(p)), 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func (g *fileGuard) start(emit func(Event, bool)) {
+	g.emit = emit
+	g.wg.Add(1)
+	go g.loop()
+}
+
+// close removes every mark (by closing the group) and waits for the loop.
+func (g *fileGuard) close() {
+	g.f.Close()
+	g.wg.Wait()
+}
+
+func (g *fileGuard) loop() {
+	defer g.wg.Done()
+	buf := make([]byte, 16*1024)
+	for {
+		n, err := g.f.Read(buf)
+		if err != nil {
+			return // closed
+		}
+		for off := 0; off+int(unsafe.Sizeof(unix.FanotifyEventMetadata{})) <= n; {
+			md := (*unix.FanotifyEventMetadata)(unsafe.Pointer(&buf[off]))
+			if md.Event_len < uint32(unsafe.Sizeof(unix.FanotifyEventMetadata{})) || off+int(md.Event_len) > n {
+				break
+			}
+			off += int(md.Event_len)
+			if md.Vers != unix.FANOTIFY_METADATA_VERSION || md.Fd < 0 {
+				continue // FAN_Q_OVERFLOW has no fd
+			}
+			g.handle(md)
+		}
+	}
+}
+
+func (g *fileGuard) handle(md *unix.FanotifyEventMetadata) {
+	fd := int(md.Fd)
+	defer unix.Close(fd)
+	g.events.Add(1)
+	var st unix.Stat_t
+	statErr := unix.Fstat(fd, &st)
+	p, _ := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+	ev := Event{Time: time.Now(), PID: int(md.Pid), Mechanism: "fanotify"}
+	switch {
+	case md.Mask&unix.FAN_OPEN_EXEC_PERM != 0:
+		ctime := st.Ctim.Nano()
+		drift := statErr != nil || ctime >= g.threshold
+		allow := !(drift && g.execDeny)
+		g.respond(fd, allow)
+		if !drift {
+			return // in the image: the BPF exec event reports it
+		}
+		ev.Kind, ev.Path, ev.Drift = KindExec, containerPath(p), true
+		ev.Mechanism = "fanotify:FAN_OPEN_EXEC_PERM"
+		ev.Verdict = Allowed
+		if !allow {
+			ev.Verdict = Denied
+		}
+		g.emit(ev, true)
+	case md.Mask&(unix.FAN_OPEN_PERM|unix.FAN_OPEN) != 0:
+		perm := md.Mask&unix.FAN_OPEN_PERM != 0
+		if perm {
+			g.respond(fd, !g.fileDeny)
+		}
+		ev.Kind, ev.Verdict = KindOpen, Allowed
+		ev.Path = g.files[devIno{st.Dev, st.Ino}]
+		if ev.Path == "" {
+			ev.Path = containerPath(p)
+		}
+		ev.Mechanism = "fanotify:FAN_OPEN"
+		if perm {
+			ev.Mechanism = "fanotify:FAN_OPEN_PERM"
+			if g.fileDeny {
+				ev.Verdict = Denied
+			}
+		}
+		g.emit(ev, perm)
+	default:
+		if md.Mask&unix.FAN_ALL_PERM_EVENTS != 0 {
+			g.respond(fd, true)
+		}
+	}
+}
+
+func (g *fileGuard) respond(fd int, allow bool) {
+	r := unix.FanotifyResponse{Fd: int32(fd), Response: unix.FAN_ALLOW}
+	if !allow {
+		r.Response = unix.FAN_DENY
+	}
+	b := (*[unsafe.Sizeof(r)]byte)(unsafe.Pointer(&r))[:]
+	for {
+		_, err := g.f.Write(b)
+		if !errors.Is(err, unix.EINTR) {
+			return
+		}
+	}
+}
+
+// containerPath trims what readlink shows of a path seen through another
+// mount namespace; it is evidence, not an identity.
+func containerPath(p string) string {
+	return strings.TrimSuffix(p, " (deleted)")
+}

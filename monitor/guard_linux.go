@@ -1,0 +1,663 @@
+//go:build linux
+
+package monitor
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
+
+	vbpf "github.com/vordr-project/vordr/bpf"
+)
+
+// Target identifies the container to guard. The shim fills it after runc
+// create, before start: the init process exists (stopped in runc init) and
+// its cgroup and mount namespace are final.
+type Target struct {
+	ContainerID string
+	// CgroupPath is the container's cgroup v2 directory, e.g.
+	// /sys/fs/cgroup/unified/default/<id>. Required: network programs are
+	// attached there.
+	CgroupPath string
+	// CgroupID is bpf_get_current_cgroup_id() of the container: the inode
+	// number of CgroupPath. 0 means: take it from CgroupPath.
+	CgroupID uint64
+	// InitPID is the container's init process (host pid). 0 disables the
+	// fanotify file guard (exec drift denial falls back to SIGKILL, and
+	// sensitive files are not watched).
+	InitPID int
+	// RootfsPath is the bundle's rootfs, for the record only: marks are
+	// placed through /proc/<InitPID>/root, which is what the container sees.
+	RootfsPath string
+}
+
+// Options tune a guard. The zero value is right for the shim.
+type Options struct {
+	// PinDir is where the node-wide program set is pinned (default
+	// /sys/fs/bpf/vordr). Every vordr process on a node must use the same.
+	PinDir string
+	// LockPath serialises loading and unloading across processes
+	// (default /run/vordr/bpf.lock).
+	LockPath string
+	// RingSize is the per-container ring buffer in bytes, a power of two
+	// and a multiple of the page size (default 256 KiB ≈ 400 events).
+	RingSize int
+	// Buffer is the capacity of the Events channel (default 4096).
+	Buffer int
+	// PollInterval is how often counters are read for the anomaly
+	// detector (default 250 ms).
+	PollInterval time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.PinDir == "" {
+		o.PinDir = defaultPinDir
+	}
+	if o.LockPath == "" {
+		o.LockPath = defaultLockPath
+	}
+	if o.RingSize == 0 {
+		o.RingSize = 256 * 1024
+	}
+	if o.Buffer == 0 {
+		o.Buffer = 4096
+	}
+	if o.PollInterval == 0 {
+		o.PollInterval = 250 * time.Millisecond
+	}
+}
+
+// ErrAlreadyGuarded is returned by Attach when the cgroup already has a live
+// guard (in this or another process).
+var ErrAlreadyGuarded = errors.New("cgroup is already guarded")
+
+// Guard is the eBPF and fanotify guard of one container. Create it with
+// Attach, read Events until the channel closes, Close it at task delete.
+type Guard struct {
+	t       Target
+	p       *Profile
+	o       Options
+	cgid    uint64
+	set     *nodeSet
+	ring    *ebpf.Map
+	links   []link.Link
+	rd      *ringbuf.Reader
+	files   *fileGuard
+	det     *detector
+	detMu   sync.Mutex
+	mech    map[string]string
+	monoOff int64 // wall ns - monotonic ns
+
+	events    chan Event
+	closing   chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+
+	delivered, lost, alerts atomic.Uint64
+}
+
+// Attach puts the container under guard: it inserts the container into the
+// node-wide maps (loading and pinning the program set if this is the first
+// container on the node), attaches the network programs to its cgroup, and
+// places fanotify marks on its mounts and sensitive files. Call it after
+// runc create and before start so the first exec is seen. ctx bounds only
+// the attach itself, not the guard's life.
+//
+// On error nothing is left behind. Whether an error must stop the container
+// is the caller's decision: Profile.Required says what the profile wants.
+func Attach(ctx context.Context, t Target, p *Profile, o Options) (_ *Guard, err error) {
+	if p == nil {
+		return nil, errors.New("attach: nil profile (use monitor.LoadProfile)")
+	}
+	if t.CgroupPath == "" {
+		return nil, errors.New("attach: Target.CgroupPath is required (the container's cgroup v2 directory)")
+	}
+	o.defaults()
+	if o.RingSize&(o.RingSize-1) != 0 || o.RingSize%os.Getpagesize() != 0 {
+		return nil, fmt.Errorf("attach: RingSize %d must be a power of two and a multiple of the page size", o.RingSize)
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(t.CgroupPath, &sfs); err != nil {
+		return nil, fmt.Errorf("attach: cgroup %s: %w", t.CgroupPath, err)
+	}
+	if sfs.Type != unix.CGROUP2_SUPER_MAGIC {
+		return nil, fmt.Errorf("attach: %s is not a cgroup v2 directory (on this host cgroup v2 is at /sys/fs/cgroup/unified)", t.CgroupPath)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(t.CgroupPath, &st); err != nil {
+		return nil, fmt.Errorf("attach: %w", err)
+	}
+	if t.CgroupID == 0 {
+		t.CgroupID = st.Ino
+	} else if t.CgroupID != st.Ino {
+		return nil, fmt.Errorf("attach: CgroupID %d does not match %s (inode %d)", t.CgroupID, t.CgroupPath, st.Ino)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	g := &Guard{
+		t: t, p: p, o: o, cgid: t.CgroupID,
+		det:     newDetector(t.ContainerID, p),
+		mech:    map[string]string{},
+		events:  make(chan Event, o.Buffer),
+		closing: make(chan struct{}),
+	}
+	defer func() {
+		if err != nil {
+			g.teardown()
+		}
+	}()
+	var mono unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono)
+	g.monoOff = time.Now().UnixNano() - mono.Nano()
+
+	// Anything whose ctime is at or after this instant was written after the
+	// container was created: the coarse clock is what filesystems stamp
+	// ctime with, so a file written a moment later cannot look older.
+	var coarse unix.Timespec
+	unix.ClockGettime(unix.CLOCK_REALTIME_COARSE, &coarse)
+	threshold := coarse.Nano()
+
+	// 1. fanotify first: whether it works decides the BPF fallback flags.
+	execDeny := p.Exec.Drift == ActionDeny
+	fanExec := false
+	var fileMask uint64
+	switch p.Files.Action {
+	case ActionDeny:
+		fileMask = unix.FAN_OPEN_PERM
+	default:
+		fileMask = unix.FAN_OPEN
+	}
+	if len(p.Files.Sensitive) == 0 {
+		fileMask = 0
+	}
+	if t.InitPID > 0 && (execDeny || fileMask != 0) {
+		fg, notes, ferr := newFileGuard(fileGuardConfig{
+			initPID: t.InitPID, threshold: threshold,
+			execMarks: execDeny, execDeny: execDeny,
+			sensitive: p.Files.Sensitive, fileMask: fileMask,
+		})
+		switch {
+		case ferr != nil:
+			g.mech["files"] = "none: " + ferr.Error()
+		default:
+			g.files = fg
+			fanExec = fg.execMarks > 0
+			what := "FAN_OPEN (observe)"
+			if fileMask == unix.FAN_OPEN_PERM {
+				what = "FAN_OPEN_PERM (deny)"
+			}
+			g.mech["files"] = fmt.Sprintf("fanotify %s inode marks on %s of %d sensitive files present in the container", what, notes["files.marked"], len(p.Files.Sensitive))
+			if execDeny {
+				if fanExec {
+					g.mech["exec.drift"] = fmt.Sprintf("deny: fanotify FAN_OPEN_EXEC_PERM on %d container mounts", fg.execMarks)
+				}
+				if n := notes["exec"]; n != "" {
+					g.mech["exec.marks"] = n
+				}
+			}
+		}
+	} else if fileMask != 0 {
+		g.mech["files"] = "none: no init pid given"
+	}
+	if p.Files.Action == ActionDeny && g.files == nil {
+		return nil, fmt.Errorf("attach: profile %s denies sensitive-file opens but no mechanism can (%s)", p.Name, g.mech["files"])
+	}
+
+	var flags uint32
+	if p.Network.Connect == ActionDeny {
+		flags |= vbpf.CfDenyConnect
+	}
+	if p.Anomaly.SyscallCounting {
+		flags |= vbpf.CfSyscount
+	}
+	var driftAfter uint64
+	if p.Exec.Drift != ActionAudit || execDeny {
+		driftAfter = uint64(threshold)
+	}
+	switch {
+	case execDeny && !fanExec:
+		flags |= vbpf.CfKillDrift
+		g.mech["exec.drift"] = "kill: bpf_send_signal(SIGKILL) from tp_btf/sched_process_exec (fanotify exec marks unavailable)"
+	case p.Exec.Drift == ActionAlert:
+		g.mech["exec.drift"] = "alert: ctime check in tp_btf/sched_process_exec"
+	case p.Exec.Drift == ActionAudit:
+		g.mech["exec.drift"] = "audit"
+	}
+	g.mech["exec"] = "observe: bpf tp_btf/sched_process_exec"
+	g.mech["process"] = "observe: bpf tp_btf/sched_process_fork, sched_process_exit"
+
+	// 2. The container's map entries, under the node lock.
+	owner := os.Getpid()
+	ownerStart, err := processStart(owner)
+	if err != nil {
+		return nil, fmt.Errorf("attach: read own start time: %w", err)
+	}
+	err = withLock(o.LockPath, func() error {
+		set, err := openNodeSet(o.PinDir)
+		if err != nil {
+			return err
+		}
+		g.set = set
+		set.gcEntries()
+		var existing vbpf.Container
+		if set.maps[vbpf.MapContainers].Lookup(g.cgid, &existing) == nil {
+			return fmt.Errorf("attach %s: cgroup %d (guard owned by pid %d): %w", t.ContainerID, g.cgid, existing.OwnerPid, ErrAlreadyGuarded)
+		}
+		spec, err := loadSpec()
+		if err != nil {
+			return err
+		}
+		rs := spec.Maps[vbpf.MapRings].InnerMap.Copy()
+		rs.MaxEntries = uint32(o.RingSize)
+		rs.Name = "vordr_ring"
+		if g.ring, err = ebpf.NewMap(rs); err != nil {
+			return fmt.Errorf("create ring buffer: %w", err)
+		}
+		// Order matters: the containers entry switches the programs on, so
+		// everything it refers to goes in first.
+		if err := set.maps[vbpf.MapRings].Update(g.cgid, g.ring, ebpf.UpdateNoExist); err != nil {
+			return fmt.Errorf("insert ring buffer: %w", err)
+		}
+		for _, k := range allowKeys(g.cgid, p.allow) {
+			if err := set.maps[vbpf.MapAllow].Update(k, uint8(1), ebpf.UpdateAny); err != nil {
+				set.removeEntry(g.cgid)
+				return fmt.Errorf("insert network allow-list (at most %d rules per node): %w", set.maps[vbpf.MapAllow].MaxEntries(), err)
+			}
+		}
+		if flags&vbpf.CfSyscount != 0 {
+			zeros := make([]uint64, ebpf.MustPossibleCPU())
+			if err := set.maps[vbpf.MapSyscounts].Update(g.cgid, zeros, ebpf.UpdateAny); err != nil {
+				set.removeEntry(g.cgid)
+				return fmt.Errorf("insert syscall counter: %w", err)
+			}
+		}
+		c := vbpf.Container{DriftAfterNs: driftAfter, Flags: flags, OwnerPid: uint32(owner), OwnerStart: ownerStart}
+		if err := set.maps[vbpf.MapContainers].Update(g.cgid, c, ebpf.UpdateNoExist); err != nil {
+			set.removeEntry(g.cgid)
+			return fmt.Errorf("insert container (at most %d per node): %w", set.maps[vbpf.MapContainers].MaxEntries(), err)
+		}
+		if err := set.reconcileSyscount(); err != nil {
+			set.removeEntry(g.cgid)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		if g.set != nil {
+			// The entry was not (or no longer) inserted; unload if we were
+			// the only user.
+			withLock(o.LockPath, g.set.unloadIfIdle)
+		}
+		return nil, fmt.Errorf("attach %s: %w", t.ContainerID, err)
+	}
+
+	// 3. Network programs on the container's own cgroup: nobody else pays.
+	for _, a := range []struct {
+		prog string
+		at   ebpf.AttachType
+	}{
+		{"vordr_connect4", ebpf.AttachCGroupInet4Connect},
+		{"vordr_connect6", ebpf.AttachCGroupInet6Connect},
+		{"vordr_sendmsg4", ebpf.AttachCGroupUDP4Sendmsg},
+		{"vordr_sendmsg6", ebpf.AttachCGroupUDP6Sendmsg},
+		{"vordr_bind4", ebpf.AttachCGroupInet4Bind},
+		{"vordr_bind6", ebpf.AttachCGroupInet6Bind},
+	} {
+		l, err := link.AttachCgroup(link.CgroupOptions{Path: t.CgroupPath, Attach: a.at, Program: g.set.progs[a.prog]})
+		if err != nil {
+			return nil, fmt.Errorf("attach %s to %s: %w", a.prog, t.CgroupPath, err)
+		}
+		g.links = append(g.links, l)
+	}
+	if p.Network.Connect == ActionDeny {
+		g.mech["network.connect"] = fmt.Sprintf("deny unless allow-listed (%d rules): bpf cgroup/connect4, connect6, sendmsg4, sendmsg6 on the container cgroup", len(p.allow))
+	} else {
+		g.mech["network.connect"] = "observe: bpf cgroup/connect4, connect6, bind4, bind6 on the container cgroup"
+	}
+	if p.Seccomp.Mode == "default-plus" {
+		g.mech["syscalls"] = fmt.Sprintf("deny %d syscalls (module, bpf, ptrace, …): seccomp in the OCI spec, EPERM; denials are not reported as events", len(p.Seccomp.Deny))
+	} else {
+		g.mech["syscalls"] = "seccomp as given in the spec"
+	}
+	if p.Anomaly.SyscallCounting {
+		g.mech["syscall_counting"] = "on: bpf raw_tp/sys_enter (opt-in; slows every syscall on the host while on)"
+	}
+	g.mech["lsm"] = "BPF-LSM not used (refused by this kernel class; see vordr doctor)"
+
+	// 4. Readers.
+	if g.rd, err = ringbuf.NewReader(g.ring); err != nil {
+		return nil, fmt.Errorf("attach: open ring buffer: %w", err)
+	}
+	g.send(Event{Time: time.Now(), Kind: KindGuard, ContainerID: t.ContainerID, CgroupID: g.cgid,
+		Mechanisms: g.Mechanisms(), Message: "guard attached (profile " + p.Name + ")"}, true)
+	g.wg.Add(2)
+	go g.readRing()
+	go g.poll()
+	if g.files != nil {
+		g.files.start(g.fileEvent)
+	}
+	return g, nil
+}
+
+// allowKeys expands the allow rules into the kernel's exact-match keys: a
+// rule without protocol is two keys, an IPv4 address also matches as an
+// IPv4-mapped IPv6 destination, and "any address" exists per family.
+func allowKeys(cgid uint64, rules []allowRule) []vbpf.AllowKey {
+	var keys []vbpf.AllowKey
+	for _, r := range rules {
+		protos := []uint8{r.proto}
+		if r.proto == 0 {
+			protos = []uint8{6, 17}
+		}
+		type fa struct {
+			family uint8
+			addr   [16]byte
+		}
+		var addrs []fa
+		switch {
+		case !r.addr.IsValid():
+			addrs = []fa{{unix.AF_INET, [16]byte{}}, {unix.AF_INET6, [16]byte{}}}
+		case r.addr.Is4():
+			var a4 [16]byte
+			v4 := r.addr.As4()
+			copy(a4[:], v4[:])
+			addrs = []fa{{unix.AF_INET, a4}, {unix.AF_INET6, netip.AddrFrom16(r.addr.As16()).As16()}}
+		default:
+			addrs = []fa{{unix.AF_INET6, r.addr.As16()}}
+		}
+		for _, pr := range protos {
+			for _, a := range addrs {
+				keys = append(keys, vbpf.AllowKey{CgroupId: cgid, Addr: a.addr, Port: r.port, Family: a.family, Proto: pr})
+			}
+		}
+	}
+	return keys
+}
+
+// Events delivers the container's events and alerts. It is closed after
+// Close, once the events still in the ring buffer were delivered. Reading
+// slowly makes the kernel drop events (counted in Stats().Dropped) rather
+// than slow the container down.
+func (g *Guard) Events() <-chan Event { return g.events }
+
+// Mechanisms says which mechanism guards what for this container.
+func (g *Guard) Mechanisms() map[string]string {
+	m := make(map[string]string, len(g.mech))
+	for k, v := range g.mech {
+		m[k] = v
+	}
+	return m
+}
+
+// CgroupID is the cgroup id the guard is keyed by.
+func (g *Guard) CgroupID() uint64 { return g.cgid }
+
+// Stats reads the container's counters.
+func (g *Guard) Stats() Stats {
+	c := g.counters()
+	s := Stats{
+		Seen: c.seen, Dropped: c.dropped, Execs: c.execs, Forks: c.forks, Exits: c.exits,
+		Connects: c.connects, Denied: c.denied, Killed: c.killed, Syscalls: c.syscalls,
+		Delivered: g.delivered.Load(), Lost: g.lost.Load(), Alerts: g.alerts.Load(),
+	}
+	if g.files != nil {
+		s.FileEvents = g.files.events.Load()
+	}
+	return s
+}
+
+type fullCounters struct {
+	counters
+	seen, connects, denied, killed uint64
+}
+
+func (g *Guard) counters() fullCounters {
+	var c vbpf.Container
+	var out fullCounters
+	if g.set == nil || g.set.maps[vbpf.MapContainers].Lookup(g.cgid, &c) != nil {
+		return out
+	}
+	out.execs, out.forks, out.exits, out.dropped = c.Execs, c.Forks, c.Exits, c.Dropped
+	out.seen, out.connects, out.denied, out.killed = c.Seen, c.Connects, c.Denied, c.Killed
+	if c.Flags&vbpf.CfSyscount != 0 {
+		var per []uint64
+		if g.set.maps[vbpf.MapSyscounts].Lookup(g.cgid, &per) == nil {
+			for _, n := range per {
+				out.syscalls += n
+			}
+		}
+	}
+	return out
+}
+
+// send hands an event to the consumer. Blocking sends apply back-pressure
+// to the ring-buffer reader (the kernel then counts drops); permission
+// decisions never block on the consumer.
+func (g *Guard) send(e Event, block bool) {
+	select {
+	case g.events <- e:
+		g.delivered.Add(1)
+		return
+	default:
+	}
+	if !block {
+		g.lost.Add(1)
+		return
+	}
+	select {
+	case g.events <- e:
+		g.delivered.Add(1)
+	case <-g.closing:
+		g.lost.Add(1)
+	}
+}
+
+func (g *Guard) deliver(e Event, block bool) {
+	e.ContainerID = g.t.ContainerID
+	e.CgroupID = g.cgid
+	g.detMu.Lock()
+	alerts := g.det.onEvent(&e)
+	g.detMu.Unlock()
+	g.send(e, block)
+	g.sendAlerts(e.Time, alerts, block)
+}
+
+func (g *Guard) sendAlerts(t time.Time, alerts []Alert, block bool) {
+	for i := range alerts {
+		g.alerts.Add(1)
+		g.send(Event{Time: t, Kind: KindAlert, ContainerID: g.t.ContainerID, CgroupID: g.cgid, Alert: &alerts[i]}, block)
+	}
+}
+
+func (g *Guard) fileEvent(e Event, perm bool) {
+	g.deliver(e, !perm)
+}
+
+func (g *Guard) readRing() {
+	defer g.wg.Done()
+	var rec ringbuf.Record
+	for {
+		if err := g.rd.ReadInto(&rec); err != nil {
+			if errors.Is(err, ringbuf.ErrFlushed) {
+				select {
+				case <-g.closing:
+					return // Close flushed what was left
+				default:
+					continue
+				}
+			}
+			return
+		}
+		var raw vbpf.Event
+		if len(rec.RawSample) < int(unsafe.Sizeof(raw)) {
+			continue
+		}
+		// The record is the C struct verbatim (same host layout, bpfel).
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(&raw)), unsafe.Sizeof(raw)), rec.RawSample)
+		g.deliver(g.decode(&raw), true)
+	}
+}
+
+func (g *Guard) poll() {
+	defer g.wg.Done()
+	t := time.NewTicker(g.o.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-g.closing:
+			return
+		case now := <-t.C:
+			c := g.counters()
+			g.detMu.Lock()
+			alerts := g.det.onTick(now, c.counters)
+			g.detMu.Unlock()
+			g.sendAlerts(now, alerts, true)
+		}
+	}
+}
+
+// Close detaches the guard and removes every trace of it: cgroup links,
+// fanotify marks, map entries; the last guard on the node unloads the
+// pinned program set. The Events channel is closed after the events still
+// buffered were delivered. Safe to call more than once.
+func (g *Guard) Close() error {
+	g.closeOnce.Do(func() { g.closeErr = g.teardown() })
+	return g.closeErr
+}
+
+func (g *Guard) teardown() error {
+	var errs []error
+	for _, l := range g.links {
+		if err := l.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("detach cgroup program: %w", err))
+		}
+	}
+	g.links = nil
+	if g.files != nil {
+		g.files.close()
+	}
+	if g.set != nil {
+		err := withLock(g.o.LockPath, func() error {
+			var c vbpf.Container
+			if g.set.maps[vbpf.MapContainers].Lookup(g.cgid, &c) == nil && c.OwnerPid == uint32(os.Getpid()) {
+				g.set.removeEntry(g.cgid)
+			}
+			if err := g.set.reconcileSyscount(); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
+			return g.set.unloadIfIdle()
+		})
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	close(g.closing)
+	if g.rd != nil {
+		// Flush wakes the reader with what is left; then stop it.
+		g.rd.Flush()
+		g.wg.Wait()
+		g.rd.Close()
+	} else {
+		g.wg.Wait()
+	}
+	if g.ring != nil {
+		g.ring.Close()
+	}
+	if g.set != nil {
+		g.set.close()
+	}
+	close(g.events)
+	return errors.Join(errs...)
+}
+
+func (g *Guard) decode(r *vbpf.Event) Event {
+	e := Event{
+		Time: time.Unix(0, int64(r.KtimeNs)+g.monoOff),
+		PID:  int(r.Pid), TID: int(r.Tid), PPID: int(r.Ppid),
+		UID: r.Uid, EUID: r.Euid, GID: r.Gid, EGID: r.Egid,
+		Comm:    cstr(r.Comm[:]),
+		Verdict: Allowed,
+	}
+	if r.Flags&vbpf.EvfDenied != 0 {
+		e.Verdict = Denied
+	}
+	if r.Flags&vbpf.EvfKilled != 0 {
+		e.Verdict = Killed
+	}
+	switch r.Type {
+	case vbpf.EvExec:
+		e.Kind = KindExec
+		e.Mechanism = "bpf:tp_btf/sched_process_exec"
+		if e.Verdict == Killed {
+			e.Mechanism = "bpf:bpf_send_signal(SIGKILL)"
+		}
+		e.Path = cstr(r.Filename[:])
+		e.Drift = r.Flags&vbpf.EvfDrift != 0
+		e.SetID = r.Flags&vbpf.EvfSetID != 0
+		e.CapEffective = r.CapEffective
+		e.ArgsTruncated = r.Flags&vbpf.EvfTrunc != 0
+		if n := int(r.ArgsLen); n > 0 && n <= len(r.Args) {
+			b := make([]byte, n)
+			for i := range b {
+				b[i] = byte(r.Args[i])
+			}
+			b = bytes.TrimRight(b, "\x00")
+			e.Args = strings.Split(string(b), "\x00")
+		}
+	case vbpf.EvExit:
+		e.Kind = KindExit
+		e.ExitStatus = int(r.Code)
+		e.Mechanism = "bpf:tp_btf/sched_process_exit"
+	case vbpf.EvConnect, vbpf.EvBind, vbpf.EvSendmsg:
+		e.Kind = map[uint32]Kind{vbpf.EvConnect: KindConnect, vbpf.EvBind: KindBind, vbpf.EvSendmsg: KindSend}[r.Type]
+		e.Port = r.Port
+		switch r.Family {
+		case unix.AF_INET:
+			e.Addr = netip.AddrFrom4([4]byte(r.Addr[:4]))
+		case unix.AF_INET6:
+			e.Addr = netip.AddrFrom16(r.Addr)
+		}
+		switch r.Proto {
+		case 6:
+			e.Protocol = "tcp"
+		case 17:
+			e.Protocol = "udp"
+		default:
+			e.Protocol = fmt.Sprint(r.Proto)
+		}
+		e.Mechanism = map[uint32]string{vbpf.EvConnect: "bpf:cgroup/connect", vbpf.EvBind: "bpf:cgroup/bind", vbpf.EvSendmsg: "bpf:cgroup/sendmsg"}[r.Type]
+		if r.Family == unix.AF_INET6 {
+			e.Mechanism += "6"
+		} else {
+			e.Mechanism += "4"
+		}
+	}
+	return e
+}
+
+func cstr(b []int8) string {
+	out := make([]byte, 0, len(b))
+	for _, c := range b {
+		if c == 0 {
+			break
+		}
+		out = append(out, byte(c))
+	}
+	return string(out)
+}

@@ -1,0 +1,371 @@
+//go:build linux
+
+package monitor
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"syscall"
+
+	vbpf "github.com/vordr-project/vordr/bpf"
+)
+
+func TestExecIsFirstEvent(t *testing.T) {
+	requireRoot(t)
+	cg := newCgroup(t)
+	g, c := attach(t, cg, mustProfile(t, "balanced"), testOptions(t), 0)
+	cmd := cg.cmd("/bin/true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	e := c.waitFor(t, "exec", func(e Event) bool { return e.Kind == KindExec })
+	evs := c.snapshot()
+	if evs[0].Kind != KindGuard || evs[0].Mechanisms["exec"] == "" {
+		t.Fatalf("first event is %+v, want the guard event naming its mechanisms", evs[0])
+	}
+	if evs[1].Kind != KindExec {
+		t.Fatalf("first container event is %s, want exec:%s", evs[1].Kind, summarize(evs))
+	}
+	if e.CgroupID != cg.id || e.CgroupID != g.CgroupID() {
+		t.Errorf("exec cgroup id %d, want %d", e.CgroupID, cg.id)
+	}
+	if e.PID != cmd.Process.Pid {
+		t.Errorf("exec pid %d, want %d", e.PID, cmd.Process.Pid)
+	}
+	if e.Path != "/bin/true" || len(e.Args) != 1 || e.Args[0] != "/bin/true" {
+		t.Errorf("exec path %q args %q", e.Path, e.Args)
+	}
+	if e.Drift {
+		t.Errorf("/bin/true reported as drift")
+	}
+	c.waitFor(t, "exit", func(e Event) bool { return e.Kind == KindExit && e.PID == cmd.Process.Pid })
+	s := g.Stats()
+	if s.Execs != 1 || s.Seen < 2 || s.Dropped != 0 {
+		t.Errorf("stats %+v, want 1 exec, ≥2 seen, 0 dropped", s)
+	}
+}
+
+func listen(t *testing.T) (*net.TCPListener, int) {
+	t.Helper()
+	l, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return l, l.Addr().(*net.TCPAddr).Port
+}
+
+func TestConnectSeen(t *testing.T) {
+	requireRoot(t)
+	cg := newCgroup(t)
+	_, c := attach(t, cg, mustProfile(t, "balanced"), testOptions(t), 0)
+	_, port := listen(t)
+	cmd := cg.helper("connect", "127.0.0.1:"+strconv.Itoa(port))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("connect from the cgroup failed under balanced: %v %s", err, out)
+	}
+	e := c.waitFor(t, "connect", func(e Event) bool { return e.Kind == KindConnect })
+	if e.Addr != netip.MustParseAddr("127.0.0.1") || int(e.Port) != port || e.Protocol != "tcp" || e.Verdict != Allowed {
+		t.Errorf("connect event %+v, want 127.0.0.1:%d tcp allowed", e, port)
+	}
+	if e.PID != cmd.Process.Pid || e.CgroupID != cg.id {
+		t.Errorf("connect attributed to pid %d cgroup %d, want %d %d", e.PID, e.CgroupID, cmd.Process.Pid, cg.id)
+	}
+}
+
+func TestConnectDeniedUnlessAllowed(t *testing.T) {
+	requireRoot(t)
+	cg := newCgroup(t)
+	_, denied := listen(t)
+	_, allowed := listen(t)
+	p, err := ParseProfile([]byte(`name = "net"
+[network]
+connect = "deny"
+allow = ["127.0.0.1:` + strconv.Itoa(allowed) + `/tcp"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, c := attach(t, cg, p, testOptions(t), 0)
+
+	cmd := cg.helper("connect", "127.0.0.1:"+strconv.Itoa(denied))
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 13 {
+		t.Fatalf("connect to a port not allow-listed: err=%v out=%s, want EPERM inside", err, out)
+	}
+	if out, err := cg.helper("connect", "127.0.0.1:"+strconv.Itoa(allowed)).CombinedOutput(); err != nil {
+		t.Fatalf("connect to the allow-listed port failed: %v %s", err, out)
+	}
+	// The host, outside the cgroup, is unaffected.
+	hc, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(denied))
+	if err != nil {
+		t.Fatalf("host connect blocked: %v", err)
+	}
+	hc.Close()
+
+	e := c.waitFor(t, "denied connect", func(e Event) bool { return e.Kind == KindConnect && e.Verdict == Denied })
+	if int(e.Port) != denied {
+		t.Errorf("denied port %d, want %d", e.Port, denied)
+	}
+	c.waitFor(t, "allowed connect", func(e Event) bool { return e.Kind == KindConnect && e.Verdict == Allowed && int(e.Port) == allowed })
+	c.waitFor(t, "connect-denied alert", func(e Event) bool { return e.Alert != nil && e.Alert.Rule == RuleConnectDenied })
+	if s := g.Stats(); s.Denied != 1 {
+		t.Errorf("stats.Denied = %d, want 1", s.Denied)
+	}
+	for _, e := range c.snapshot() {
+		if e.PID == os.Getpid() {
+			t.Errorf("host process reported: %+v", e)
+		}
+	}
+}
+
+func TestCgroupsDoNotMixAndHostIsIgnored(t *testing.T) {
+	requireRoot(t)
+	o := testOptions(t)
+	a, b := newCgroup(t), newCgroup(t)
+	_, ca := attach(t, a, mustProfile(t, "balanced"), o, 0)
+	_, cb := attach(t, b, mustProfile(t, "balanced"), o, 0)
+	_, port := listen(t)
+
+	host := exec.Command("/bin/true") // the host does the same things
+	host.Run()
+	net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	ra, rb := a.cmd("/bin/true"), b.cmd("/bin/echo", "b")
+	ra.Run()
+	rb.Run()
+	a.helper("connect", "127.0.0.1:"+strconv.Itoa(port)).Run()
+
+	ca.waitFor(t, "a's connect", func(e Event) bool { return e.Kind == KindConnect })
+	cb.waitFor(t, "b's exec", func(e Event) bool { return e.Kind == KindExec && e.Path == "/bin/echo" })
+	time.Sleep(100 * time.Millisecond)
+	for name, c := range map[string]*collector{"a": ca, "b": cb} {
+		want := map[string]uint64{"a": a.id, "b": b.id}[name]
+		for _, e := range c.snapshot() {
+			if e.CgroupID != want {
+				t.Errorf("guard %s got an event of cgroup %d: %+v", name, e.CgroupID, e)
+			}
+			if e.PID == host.Process.Pid || e.PID == os.Getpid() {
+				t.Errorf("guard %s reported a host process: %+v", name, e)
+			}
+			if name == "a" && e.PID == rb.Process.Pid || name == "b" && e.PID == ra.Process.Pid {
+				t.Errorf("guard %s reported the other container's process: %+v", name, e)
+			}
+		}
+	}
+}
+
+func TestExecBurstAlert(t *testing.T) {
+	requireRoot(t)
+	cg := newCgroup(t)
+	_, c := attach(t, cg, mustProfile(t, "balanced"), testOptions(t), 0)
+	if err := cg.helper("execs", "300").Run(); err != nil {
+		t.Fatal(err)
+	}
+	e := c.waitFor(t, "exec-burst alert", func(e Event) bool { return e.Alert != nil && e.Alert.Rule == RuleExecBurst })
+	if e.Alert.ContainerID != filepath.Base(cg.path) || e.Alert.Severity != SevMedium || e.Alert.Evidence["execs"] == "" {
+		t.Errorf("alert %+v", e.Alert)
+	}
+}
+
+// copyExecutable writes a fresh copy of /bin/true: a file that did not
+// exist when the guard attached, i.e. not part of the "image".
+func copyExecutable(t *testing.T, dir string) string {
+	t.Helper()
+	b, err := os.ReadFile("/bin/true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "dropped")
+	if err := os.WriteFile(p, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestDriftAlert(t *testing.T) {
+	requireRoot(t)
+	cg := newCgroup(t)
+	_, c := attach(t, cg, mustProfile(t, "balanced"), testOptions(t), 0)
+	p := copyExecutable(t, t.TempDir())
+	if err := cg.cmd(p).Run(); err != nil {
+		t.Fatalf("balanced must not block: %v", err)
+	}
+	e := c.waitFor(t, "drift exec", func(e Event) bool { return e.Kind == KindExec && e.Path == p })
+	if !e.Drift || e.Verdict != Allowed {
+		t.Errorf("exec of a new file: drift=%v verdict=%s", e.Drift, e.Verdict)
+	}
+	c.waitFor(t, "drift alert", func(e Event) bool { return e.Alert != nil && e.Alert.Rule == RuleExecDrift })
+}
+
+// Without an init pid (no mount namespace to mark) strict falls back to
+// SIGKILL from sched_process_exec: the new image never runs an instruction.
+func TestDriftKilledWithoutFanotify(t *testing.T) {
+	requireRoot(t)
+	cg := newCgroup(t)
+	p := mustProfile(t, `name = "drift-kill"
+[exec]
+drift = "deny"
+`)
+	g, c := attach(t, cg, p, testOptions(t), 0)
+	if m := g.Mechanisms()["exec.drift"]; m == "" || m[:4] != "kill" {
+		t.Fatalf("exec.drift mechanism %q, want the SIGKILL fallback", m)
+	}
+	if err := cg.cmd("/bin/true").Run(); err != nil {
+		t.Fatalf("an image file was stopped: %v", err)
+	}
+	err := cg.cmd(copyExecutable(t, t.TempDir())).Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("exec of a new file: %v, want killed by SIGKILL", err)
+	}
+	c.waitFor(t, "killed exec", func(e Event) bool { return e.Kind == KindExec && e.Verdict == Killed && e.Drift })
+	c.waitFor(t, "critical alert", func(e Event) bool {
+		return e.Alert != nil && e.Alert.Rule == RuleExecDrift && e.Alert.Severity == SevCritical
+	})
+	if g.Stats().Killed != 1 {
+		t.Errorf("stats %+v", g.Stats())
+	}
+}
+
+func TestSyscallCountingOptIn(t *testing.T) {
+	requireRoot(t)
+	cg := newCgroup(t)
+	o := testOptions(t)
+	p := mustProfile(t, "name = \"count\"\n[anomaly]\nsyscall_counting = true\n")
+	g, _ := attach(t, cg, p, o, 0)
+	pin := filepath.Join(o.PinDir, vbpf.Version(), "link_vordr_sys_enter")
+	if _, err := os.Stat(pin); err != nil {
+		t.Fatalf("syscall counter not attached while opted in: %v", err)
+	}
+	if err := cg.helper("getpid", "100000").Run(); err != nil {
+		t.Fatal(err)
+	}
+	if s := g.Stats(); s.Syscalls < 100000 {
+		t.Errorf("counted %d syscalls, want ≥ 100000", s.Syscalls)
+	}
+	// A second, ordinary guard does not keep the counter alive.
+	cg2 := newCgroup(t)
+	g2, _ := attach(t, cg2, mustProfile(t, "balanced"), o, 0)
+	g.Close()
+	if _, err := os.Stat(pin); !os.IsNotExist(err) {
+		t.Errorf("syscall counter still attached after the last opted-in guard closed: %v", err)
+	}
+	g2.Close()
+}
+
+func TestAttachCloseLeavesNoTrace(t *testing.T) {
+	requireRoot(t)
+	o := testOptions(t)
+	keep := newCgroup(t)
+	// One long-lived guard keeps the shared set loaded, as on a busy node.
+	gk, _ := attach(t, keep, mustProfile(t, "balanced"), o, 0)
+	cg := newCgroup(t)
+	p := mustProfile(t, "name = \"cycle\"\n[network]\nconnect = \"deny\"\nallow = [\"127.0.0.1:80\", \"*:53/udp\"]\n")
+	for i := 0; i < 100; i++ {
+		g, err := Attach(t.Context(), Target{ContainerID: "cycle", CgroupPath: cg.path}, p, o)
+		if err != nil {
+			t.Fatalf("cycle %d: %v", i, err)
+		}
+		if _, err := Attach(t.Context(), Target{ContainerID: "dup", CgroupPath: cg.path}, p, o); !errors.Is(err, ErrAlreadyGuarded) {
+			t.Fatalf("second guard on one cgroup: %v, want ErrAlreadyGuarded", err)
+		}
+		if err := g.Close(); err != nil {
+			t.Fatalf("cycle %d close: %v", i, err)
+		}
+		for range g.Events() {
+		}
+	}
+	dir := filepath.Join(o.PinDir, vbpf.Version())
+	count := func(name string, key any) int {
+		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, "map_"+name), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		n := 0
+		var v []byte
+		it := m.Iterate()
+		for it.Next(key, &v) {
+			n++
+		}
+		return n
+	}
+	var k uint64
+	var ak vbpf.AllowKey
+	if n := count(vbpf.MapContainers, &k); n != 1 {
+		t.Errorf("%d container entries after 100 cycles, want 1 (the long-lived guard)", n)
+	}
+	if n := count(vbpf.MapRings, &k); n != 1 {
+		t.Errorf("%d ring entries, want 1", n)
+	}
+	if n := count(vbpf.MapAllow, &ak); n != 0 {
+		t.Errorf("%d allow-list entries left, want 0", n)
+	}
+	f, err := os.Open(cg.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, at := range []ebpf.AttachType{ebpf.AttachCGroupInet4Connect, ebpf.AttachCGroupInet6Connect, ebpf.AttachCGroupUDP4Sendmsg, ebpf.AttachCGroupInet4Bind} {
+		r, err := link.QueryPrograms(link.QueryOptions{Target: int(f.Fd()), Attach: at})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Programs) != 0 {
+			t.Errorf("%d programs still attached to the cycled cgroup (%v)", len(r.Programs), at)
+		}
+	}
+	gk.Close()
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("program set still pinned after the last guard closed: %v", err)
+	}
+}
+
+// A shim that dies cannot Close: its entries are collected by the next
+// Attach on the node.
+func TestDeadOwnerCollected(t *testing.T) {
+	requireRoot(t)
+	o := testOptions(t)
+	cg := newCgroup(t)
+	g, _ := attach(t, cg, mustProfile(t, "balanced"), o, 0)
+	// Pretend the owner died: rewrite the entry with a pid that is gone.
+	var c vbpf.Container
+	m := g.set.maps[vbpf.MapContainers]
+	if err := m.Lookup(cg.id, &c); err != nil {
+		t.Fatal(err)
+	}
+	dead := exec.Command("/bin/true")
+	dead.Run()
+	c.OwnerPid = uint32(dead.Process.Pid)
+	if err := m.Update(cg.id, c, ebpf.UpdateExist); err != nil {
+		t.Fatal(err)
+	}
+	cg2 := newCgroup(t)
+	attach(t, cg2, mustProfile(t, "balanced"), o, 0)
+	if err := m.Lookup(cg.id, &c); !errors.Is(err, ebpf.ErrKeyNotExist) {
+		t.Errorf("dead owner's entry survived the next Attach: %v", err)
+	}
+	if _, err := Attach(t.Context(), Target{CgroupPath: cg.path}, mustProfile(t, "balanced"), o); err != nil {
+		t.Errorf("cgroup of a dead owner cannot be guarded again: %v", err)
+	}
+}

@@ -1,0 +1,408 @@
+//go:build linux
+
+package monitor
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	vbpf "github.com/vordr-project/vordr/bpf"
+)
+
+// The node-wide program set (docs/monitoring.md, "One program set per node"):
+//
+//	<PinDir>/<bpf.Version()>/map_<name>    every map
+//	<PinDir>/<bpf.Version()>/prog_<name>   every program
+//	<PinDir>/<bpf.Version()>/link_<name>   tracepoint links (exec, exit, fork;
+//	                                       sys_enter only while opted in)
+//
+// Every change happens under an exclusive flock on LockPath, so concurrent
+// shims neither load twice nor unload under each other. The directory is
+// versioned by the object's hash: an upgraded shim loads its own set next to
+// an older one, and each set is unloaded when its last container goes.
+
+const (
+	defaultPinDir   = "/sys/fs/bpf/vordr"
+	defaultLockPath = "/run/vordr/bpf.lock"
+	bpffsMagic      = 0xcafe4a11
+	completeMarker  = "link_vordr_fork" // pinned last: a set without it is a crashed load
+)
+
+var tracepointProgs = []string{"vordr_exec", "vordr_exit", "vordr_fork"}
+
+type nodeSet struct {
+	dir   string
+	maps  map[string]*ebpf.Map
+	progs map[string]*ebpf.Program
+}
+
+func (n *nodeSet) close() {
+	for _, m := range n.maps {
+		m.Close()
+	}
+	for _, p := range n.progs {
+		p.Close()
+	}
+}
+
+var specOnce = sync.OnceValues(vbpf.Spec)
+
+// loadSpec returns a private copy of the parsed, embedded collection spec.
+func loadSpec() (*ebpf.CollectionSpec, error) {
+	s, err := specOnce()
+	if err != nil {
+		return nil, fmt.Errorf("parse embedded eBPF object (rebuild vordr): %w", err)
+	}
+	return s.Copy(), nil
+}
+
+// withLock runs fn holding the node-wide lock.
+func withLock(lockPath string, fn func() error) error {
+	if err := os.MkdirAll(filepath.Dir(lockPath), 0o700); err != nil {
+		return fmt.Errorf("create lock directory: %w", err)
+	}
+	f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("open node lock %s: %w", lockPath, err)
+	}
+	defer f.Close()
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("lock %s: %w", lockPath, err)
+	}
+	defer unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	return fn()
+}
+
+// ensureBPFFS mounts bpffs on dir unless it already is one: this machine
+// kind does not mount it at boot. Called under the node lock so two shims do
+// not stack two (separate) bpffs instances.
+func ensureBPFFS(dir string) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err == nil && uint32(st.Type) == bpffsMagic {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	if err := unix.Mount("bpf", dir, "bpf", 0, "mode=0700"); err != nil {
+		return fmt.Errorf("mount bpffs on %s (mount it yourself: mount -t bpf bpf %s): %w", dir, dir, err)
+	}
+	return nil
+}
+
+// openNodeSet opens the pinned program set, loading and pinning it first if
+// this node has none of this version. Must run under the node lock.
+func openNodeSet(pinDir string) (*nodeSet, error) {
+	// The pin directory must live in a bpffs; mount one at its top.
+	if err := ensureBPFFS(bpffsRoot(pinDir)); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(pinDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create pin directory: %w", err)
+	}
+	dir := filepath.Join(pinDir, vbpf.Version())
+	spec, err := loadSpec()
+	if err != nil {
+		return nil, err
+	}
+	var n *nodeSet
+	if _, err := os.Stat(filepath.Join(dir, completeMarker)); err == nil {
+		n, err = loadPinned(dir, spec)
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		// Absent, or left half-pinned by a loader that died: nobody can
+		// be using a set without its marker, so start over.
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, fmt.Errorf("remove incomplete program set %s: %w", dir, err)
+		}
+		n, err = loadAndPin(dir, spec)
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+	}
+	gcOtherVersions(pinDir, vbpf.Version())
+	return n, nil
+}
+
+// bpffsRoot is the directory to mount bpffs on for pinDir: /sys/fs/bpf for
+// anything below it, else pinDir's parent.
+func bpffsRoot(pinDir string) string {
+	if pinDir == "/sys/fs/bpf" || strings.HasPrefix(pinDir, "/sys/fs/bpf/") {
+		return "/sys/fs/bpf"
+	}
+	return filepath.Dir(pinDir)
+}
+
+func loadPinned(dir string, spec *ebpf.CollectionSpec) (*nodeSet, error) {
+	n := &nodeSet{dir: dir, maps: map[string]*ebpf.Map{}, progs: map[string]*ebpf.Program{}}
+	for name := range spec.Maps {
+		if strings.HasPrefix(name, ".") {
+			continue
+		}
+		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, "map_"+name), nil)
+		if err != nil {
+			n.close()
+			return nil, fmt.Errorf("open pinned map %s (remove %s if no vordr container runs): %w", name, dir, err)
+		}
+		n.maps[name] = m
+	}
+	for name := range spec.Programs {
+		p, err := ebpf.LoadPinnedProgram(filepath.Join(dir, "prog_"+name), nil)
+		if err != nil {
+			n.close()
+			return nil, fmt.Errorf("open pinned program %s (remove %s if no vordr container runs): %w", name, dir, err)
+		}
+		n.progs[name] = p
+	}
+	return n, nil
+}
+
+func loadAndPin(dir string, spec *ebpf.CollectionSpec) (*nodeSet, error) {
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("load eBPF programs: the kernel's verifier refused them (kernel too old or without BTF?): %w", err)
+		}
+		return nil, fmt.Errorf("load eBPF programs (needs root and a kernel with BTF): %w", err)
+	}
+	n := &nodeSet{dir: dir, maps: coll.Maps, progs: coll.Programs}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		n.close()
+		return nil, fmt.Errorf("create %s: %w", dir, err)
+	}
+	for name, m := range n.maps {
+		if strings.HasPrefix(name, ".") {
+			continue
+		}
+		if err := m.Pin(filepath.Join(dir, "map_"+name)); err != nil {
+			n.close()
+			return nil, fmt.Errorf("pin map %s: %w", name, err)
+		}
+	}
+	for name, p := range n.progs {
+		if err := p.Pin(filepath.Join(dir, "prog_"+name)); err != nil {
+			n.close()
+			return nil, fmt.Errorf("pin program %s: %w", name, err)
+		}
+	}
+	// completeMarker (the fork link) is attached and pinned last.
+	for _, name := range tracepointProgs {
+		l, err := link.AttachTracing(link.TracingOptions{Program: n.progs[name]})
+		if err != nil {
+			n.close()
+			return nil, fmt.Errorf("attach %s: %w", name, err)
+		}
+		err = l.Pin(filepath.Join(dir, "link_"+name))
+		l.Close() // the pin keeps it attached
+		if err != nil {
+			n.close()
+			return nil, fmt.Errorf("pin link %s: %w", name, err)
+		}
+	}
+	return n, nil
+}
+
+// gcEntries removes the entries of containers whose owning process is gone
+// (a shim that was killed could not Close). Must run under the node lock.
+func (n *nodeSet) gcEntries() int {
+	var (
+		k       uint64
+		v       vbpf.Container
+		victims []uint64
+	)
+	it := n.maps[vbpf.MapContainers].Iterate()
+	for it.Next(&k, &v) {
+		if !ownerAlive(int(v.OwnerPid), v.OwnerStart) {
+			victims = append(victims, k)
+		}
+	}
+	for _, id := range victims {
+		n.removeEntry(id)
+	}
+	return len(victims)
+}
+
+// removeEntry deletes every map entry of one container. The containers
+// entry goes first: once it is gone no program touches the others.
+func (n *nodeSet) removeEntry(cgid uint64) {
+	n.maps[vbpf.MapContainers].Delete(cgid)
+	n.maps[vbpf.MapRings].Delete(cgid)
+	n.maps[vbpf.MapSyscounts].Delete(cgid)
+	var (
+		k    vbpf.AllowKey
+		v    uint8
+		keys []vbpf.AllowKey
+	)
+	it := n.maps[vbpf.MapAllow].Iterate()
+	for it.Next(&k, &v) {
+		if k.CgroupId == cgid {
+			keys = append(keys, k)
+		}
+	}
+	for _, k := range keys {
+		n.maps[vbpf.MapAllow].Delete(k)
+	}
+}
+
+// reconcileSyscount attaches the opt-in sys_enter counter while some
+// container asked for it and detaches it when none does, so the host pays
+// its cost only then. Must run under the node lock.
+func (n *nodeSet) reconcileSyscount() error {
+	want := false
+	var (
+		k uint64
+		v vbpf.Container
+	)
+	it := n.maps[vbpf.MapContainers].Iterate()
+	for it.Next(&k, &v) {
+		if v.Flags&vbpf.CfSyscount != 0 {
+			want = true
+			break
+		}
+	}
+	pin := filepath.Join(n.dir, "link_vordr_sys_enter")
+	_, err := os.Stat(pin)
+	have := err == nil
+	switch {
+	case want && !have:
+		l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sys_enter", Program: n.progs["vordr_sys_enter"]})
+		if err != nil {
+			return fmt.Errorf("attach opt-in syscall counter: %w", err)
+		}
+		defer l.Close()
+		if err := l.Pin(pin); err != nil {
+			return fmt.Errorf("pin syscall counter link: %w", err)
+		}
+	case !want && have:
+		if err := os.Remove(pin); err != nil {
+			return fmt.Errorf("detach syscall counter: %w", err)
+		}
+	}
+	return nil
+}
+
+// empty reports whether no container uses the set.
+func (n *nodeSet) empty() bool {
+	var k uint64
+	var v vbpf.Container
+	return !n.maps[vbpf.MapContainers].Iterate().Next(&k, &v)
+}
+
+// unloadIfIdle removes the pinned set when no container uses it: the links'
+// pins go, so the tracepoints detach, and the maps and programs are freed
+// once the last open descriptor closes. Must run under the node lock.
+func (n *nodeSet) unloadIfIdle() error {
+	if !n.empty() {
+		return nil
+	}
+	if !samePinnedMap(filepath.Join(n.dir, "map_"+vbpf.MapContainers), n.maps[vbpf.MapContainers]) {
+		return nil // already unloaded (and maybe reloaded) by someone else
+	}
+	if err := os.RemoveAll(n.dir); err != nil {
+		return fmt.Errorf("unload program set %s: %w", n.dir, err)
+	}
+	os.Remove(filepath.Dir(n.dir)) // fails while other versions live there
+	return nil
+}
+
+func samePinnedMap(path string, m *ebpf.Map) bool {
+	pm, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: true})
+	if err != nil {
+		return false
+	}
+	defer pm.Close()
+	a, err1 := pm.Info()
+	b, err2 := m.Info()
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	ida, ok1 := a.ID()
+	idb, ok2 := b.ID()
+	return ok1 && ok2 && ida == idb
+}
+
+// gcOtherVersions garbage-collects sets pinned by other vordr versions and
+// unloads those nobody uses any more (after an upgrade, or a crashed shim).
+func gcOtherVersions(pinDir, current string) {
+	ents, err := os.ReadDir(pinDir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if !e.IsDir() || e.Name() == current {
+			continue
+		}
+		dir := filepath.Join(pinDir, e.Name())
+		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, "map_"+vbpf.MapContainers), nil)
+		if err != nil {
+			if _, serr := os.Stat(filepath.Join(dir, completeMarker)); serr != nil {
+				os.RemoveAll(dir) // incomplete leftovers
+			}
+			continue
+		}
+		var (
+			k    uint64
+			v    vbpf.Container
+			live bool
+		)
+		it := m.Iterate()
+		for it.Next(&k, &v) {
+			if ownerAlive(int(v.OwnerPid), v.OwnerStart) {
+				live = true
+				break
+			}
+		}
+		m.Close()
+		if !live {
+			// Deleting the pins drops the old links; entries die with the maps.
+			os.RemoveAll(dir)
+		}
+	}
+}
+
+// processStart returns a process's start time in clock ticks since boot
+// (field 22 of /proc/PID/stat): with the pid it names a process uniquely.
+func processStart(pid int) (uint64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// comm may contain spaces and parentheses: split after the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, errors.New("malformed stat")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return 0, errors.New("malformed stat")
+	}
+	return strconv.ParseUint(f[19], 10, 64)
+}
+
+func ownerAlive(pid int, start uint64) bool {
+	if pid <= 0 {
+		return false
+	}
+	s, err := processStart(pid)
+	return err == nil && s == start
+}
