@@ -28,11 +28,8 @@ func TestCRIPod(t *testing.T) {
 	}
 	runcRoot := filepath.Join(dir, "runc")
 	// The handler without an options table gets no runtime options from CRI;
-	// the shim then reads VORDR_CONFIG, which keeps runc's state private.
-	defaultCfg := filepath.Join(dir, "vordr-default.toml")
-	if err := os.WriteFile(defaultCfg, []byte(fmt.Sprintf("[runc]\nRoot = %q\n", runcRoot)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	// the shim then reads the daemon's VORDR_CONFIG, which keeps runc's state
+	// private.
 	extra := fmt.Sprintf(`
 [plugins."io.containerd.cri.v1.images".pinned_images]
   sandbox = %q
@@ -49,7 +46,6 @@ func TestCRIPod(t *testing.T) {
 `, pauseImage, runcRoot, runcRoot)
 	d, err := startDaemon(context.Background(), daemon.Options{
 		Dir: dir, CRI: true, ExtraConfig: extra,
-		Env: []string{"VORDR_CONFIG=" + defaultCfg},
 	})
 	if err != nil {
 		t.Fatal(err)

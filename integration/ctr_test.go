@@ -51,7 +51,9 @@ func TestCtrRun(t *testing.T) {
 		name string
 		args []string
 	}{
-		{"vordr", []string{"--runtime", vordrRuntime, "--runc-root", shared.RuncRoot}},
+		// ctr sends --runc-* flags to io.containerd.runc.v2 only: vordr gets
+		// no options and reads its default config (the daemon's VORDR_CONFIG).
+		{"vordr", []string{"--runtime", vordrRuntime}},
 		{"vordr-config-path", []string{"--runtime", vordrRuntime, "--runtime-config-path", cfg}},
 		{"runc.v2", []string{"--runtime", runcRuntime, "--runc-root", shared.RuncRoot}},
 	}

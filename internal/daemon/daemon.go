@@ -52,10 +52,13 @@ type Daemon struct {
 	RuncRoot  string
 	FifoDir   string
 	LogPath   string
-	opts      Options
-	cmd       *exec.Cmd
-	exited    chan struct{}
-	bin       string
+	// VordrConfig is the vordr runtime config containerd's shims read when a
+	// client sends no runtime options (VORDR_CONFIG).
+	VordrConfig string
+	opts        Options
+	cmd         *exec.Cmd
+	exited      chan struct{}
+	bin         string
 }
 
 // ToolchainDir is where hack/deps.sh installs containerd, ctr and runc.
@@ -118,6 +121,13 @@ func Start(ctx context.Context, opts Options) (*Daemon, error) {
 	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(d.config()), 0o600); err != nil {
 		return nil, err
 	}
+	// The vordr runtime's default config, used whenever a client sends no
+	// runtime options (ctr's --runc-root only applies to runc.v2): keep runc's
+	// state private too. Callers may point VORDR_CONFIG elsewhere via Env.
+	d.VordrConfig = filepath.Join(dir, "vordr.toml")
+	if err := os.WriteFile(d.VordrConfig, []byte(fmt.Sprintf("[runc]\nRoot = %q\n", d.RuncRoot)), 0o600); err != nil {
+		return nil, err
+	}
 	if err := d.start(ctx); err != nil {
 		d.Stop()
 		return nil, err
@@ -157,7 +167,7 @@ func (d *Daemon) start(ctx context.Context) error {
 	}
 	cmd := exec.Command(d.bin, "--config", filepath.Join(d.Dir, "config.toml"), "--log-level", level)
 	path := strings.Join(append(append([]string{}, d.opts.BinDirs...), ToolchainDir(), os.Getenv("PATH")), ":")
-	cmd.Env = append(os.Environ(), "PATH="+path)
+	cmd.Env = append(os.Environ(), "PATH="+path, "VORDR_CONFIG="+d.VordrConfig)
 	cmd.Env = append(cmd.Env, d.opts.Env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own process group, so a test's Ctrl-C reaches the test, which

@@ -1,0 +1,187 @@
+//go:build linux
+
+// Command runtime benchmarks io.containerd.vordr.v1 against io.containerd.runc.v2
+// in the same run, on a private containerd: `ctr run --rm IMAGE ID /bin/true`
+// latency (runs interleaved, so drift and noise hit both alike) and the
+// resident memory of one shim serving one container.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+
+	"github.com/vordr-project/vordr/internal/daemon"
+	"github.com/vordr-project/vordr/internal/testimage"
+)
+
+const image = "docker.io/vordr/busybox:bench"
+
+type result struct {
+	Runtime  string    `json:"runtime"`
+	Runs     int       `json:"runs"`
+	MinMS    float64   `json:"min_ms"`
+	MedianMS float64   `json:"median_ms"`
+	P90MS    float64   `json:"p90_ms"`
+	ShimRSS  int64     `json:"shim_rss_kib"`
+	Samples  []float64 `json:"samples_ms"`
+}
+
+func main() {
+	runs := flag.Int("runs", 30, "ctr run --rm iterations per runtime")
+	shimDir := flag.String("shim-dir", "bin", "directory holding containerd-shim-vordr-v1")
+	out := flag.String("json", "", "also write results as JSON to this file")
+	flag.Parse()
+	if err := run(*runs, *shimDir, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(runs int, shimDir, jsonOut string) error {
+	shimDir, err := filepath.Abs(shimDir)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(shimDir, "containerd-shim-vordr-v1")); err != nil {
+		return fmt.Errorf("no shim in %s: run `make build` first", shimDir)
+	}
+	ctx := context.Background()
+	d, err := daemon.Start(ctx, daemon.Options{BinDirs: []string{shimDir}, LogLevel: "warn"})
+	if err != nil {
+		return err
+	}
+	defer d.Stop()
+	if err := importImage(ctx, d); err != nil {
+		return err
+	}
+	ctrBin, err := daemon.Binary("ctr")
+	if err != nil {
+		return err
+	}
+	runtimes := []string{"io.containerd.runc.v2", "io.containerd.vordr.v1"}
+	samples := map[string][]float64{}
+	// Warm both paths (page cache, first shim exec) before measuring.
+	for i := 0; i < 2*runs+2; i++ {
+		rt := runtimes[i%2]
+		start := time.Now()
+		cmd := exec.Command(ctrBin, "--address", d.Address, "--namespace", d.Namespace, "run", "--rm",
+			"--runtime", rt, "--runc-root", d.RuncRoot, "--fifo-dir", d.FifoDir, image, fmt.Sprintf("b%d", i), "/bin/true")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("ctr run under %s: %v: %s", rt, err, out)
+		}
+		if i >= 2 {
+			samples[rt] = append(samples[rt], float64(time.Since(start).Microseconds())/1000)
+		}
+	}
+	var results []result
+	for _, rt := range runtimes {
+		rss, err := shimRSS(ctx, d, rt)
+		if err != nil {
+			return err
+		}
+		s := append([]float64(nil), samples[rt]...)
+		sort.Float64s(s)
+		results = append(results, result{Runtime: rt, Runs: len(s), MinMS: s[0], MedianMS: pct(s, 50), P90MS: pct(s, 90), ShimRSS: rss, Samples: samples[rt]})
+	}
+	fmt.Printf("ctr run --rm /bin/true, %d interleaved runs each\n", runs)
+	fmt.Printf("%-24s %9s %9s %9s %12s\n", "runtime", "min ms", "median", "p90", "shim RSS KiB")
+	for _, r := range results {
+		fmt.Printf("%-24s %9.1f %9.1f %9.1f %12d\n", r.Runtime, r.MinMS, r.MedianMS, r.P90MS, r.ShimRSS)
+	}
+	base, v := results[0], results[1]
+	fmt.Printf("ratio vordr/runc.v2: median %.3f, min %.3f, p90 %.3f; shim RSS %+d KiB\n",
+		v.MedianMS/base.MedianMS, v.MinMS/base.MinMS, v.P90MS/base.P90MS, v.ShimRSS-base.ShimRSS)
+	if jsonOut != "" {
+		data, _ := json.MarshalIndent(results, "", "  ")
+		if err := os.WriteFile(jsonOut, data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func pct(sorted []float64, p int) float64 {
+	i := (len(sorted)*p + 99) / 100
+	if i > 0 {
+		i--
+	}
+	return sorted[i]
+}
+
+func importImage(ctx context.Context, d *daemon.Daemon) error {
+	img, err := testimage.Busybox(testimage.Options{Name: image})
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(d.Dir, "image.tar")
+	if err := img.WriteArchiveFile(path); err != nil {
+		return err
+	}
+	c, err := d.Client()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	ctx = d.Context(ctx)
+	imgs, err := c.Import(ctx, f)
+	if err != nil {
+		return err
+	}
+	for _, i := range imgs {
+		if err := containerd.NewImage(c, i).Unpack(ctx, "overlayfs"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// shimRSS runs one detached container under rt and reads its shim's VmRSS.
+func shimRSS(ctx context.Context, d *daemon.Daemon, rt string) (int64, error) {
+	ctrBin, _ := daemon.Binary("ctr")
+	id := "rss-" + strings.ReplaceAll(rt, ".", "-")
+	base := []string{"--address", d.Address, "--namespace", d.Namespace}
+	cmd := exec.Command(ctrBin, append(base, "run", "-d", "--runtime", rt, "--runc-root", d.RuncRoot, "--fifo-dir", d.FifoDir, image, id, "sleep", "60")...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("ctr run -d: %v: %s", err, out)
+	}
+	defer func() {
+		_ = exec.Command(ctrBin, append(base, "task", "kill", "-s", "SIGKILL", id)...).Run()
+		time.Sleep(200 * time.Millisecond)
+		_ = exec.Command(ctrBin, append(base, "task", "delete", id)...).Run()
+		_ = exec.Command(ctrBin, append(base, "container", "delete", id)...).Run()
+	}()
+	time.Sleep(300 * time.Millisecond) // let the shim settle after start
+	for _, pid := range d.ShimPids() {
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if !strings.Contains(string(cmdline), "\x00"+id+"\x00") {
+			continue
+		}
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			return 0, err
+		}
+		for _, line := range strings.Split(string(status), "\n") {
+			if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+				var kib int64
+				fmt.Sscanf(strings.TrimSpace(v), "%d", &kib)
+				return kib, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("no shim found for %s", id)
+}
