@@ -226,7 +226,9 @@ static __always_inline __u64 inode_ctime_ns(struct inode *ino)
 	__s64 nsec = 0;
 	if (bpf_core_field_exists(ino->i_ctime_sec)) {
 		sec = BPF_CORE_READ(ino, i_ctime_sec);
-		nsec = BPF_CORE_READ(ino, i_ctime_nsec);
+		// Multigrain timestamps keep a "queried" flag in bit 31 of
+		// i_ctime_nsec; nanoseconds never need more than 30 bits.
+		nsec = BPF_CORE_READ(ino, i_ctime_nsec) & ((1U << 30) - 1);
 	} else if (bpf_core_field_exists(((struct inode___v66 *)ino)->__i_ctime)) {
 		struct inode___v66 *i = (void *)ino;
 		sec = BPF_CORE_READ(i, __i_ctime.tv_sec);

@@ -61,8 +61,12 @@ type Event struct {
 	Drift bool `json:"drift,omitempty"`
 	// SetID: after exec, effective uid/gid differ from the real ones
 	// (a set-uid/set-gid binary ran).
-	SetID        bool   `json:"setid,omitempty"`
-	CapEffective uint64 `json:"cap_effective,omitempty"`
+	SetID bool `json:"setid,omitempty"`
+	// FileCtime and Inode identify the executed file's state at exec: the
+	// evidence behind Drift.
+	FileCtime    time.Time `json:"file_ctime,omitzero"`
+	Inode        uint64    `json:"inode,omitempty"`
+	CapEffective uint64    `json:"cap_effective,omitempty"`
 	// ExitStatus is the wait(2) status of an exit (code<<8 | signal).
 	ExitStatus int `json:"exit_status,omitempty"`
 

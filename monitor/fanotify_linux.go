@@ -41,6 +41,7 @@ type fileGuard struct {
 	files     map[devIno]string // marked sensitive file → its path in the container
 	fileDeny  bool
 	emit      func(Event, bool) // (event, is-permission-decision)
+	prefixes  []string          // host paths of the container root, stripped from evidence
 	events    atomic.Uint64
 	wg        sync.WaitGroup
 }
@@ -54,6 +55,7 @@ type fileGuardConfig struct {
 	execDeny  bool
 	sensitive []string
 	fileMask  uint64 // FAN_OPEN or FAN_OPEN_PERM; 0: none
+	rootfs    string
 }
 
 // newFileGuard sets up the fanotify group and its marks. It returns a guard
@@ -72,6 +74,12 @@ func newFileGuard(c fileGuardConfig) (*fileGuard, map[string]string, error) {
 		fileDeny:  c.fileMask == unix.FAN_OPEN_PERM,
 	}
 	root := "/proc/" + strconv.Itoa(c.initPID) + "/root"
+	if r, err := os.Readlink(root); err == nil && r != "/" {
+		g.prefixes = append(g.prefixes, r)
+	}
+	if c.rootfs != "" && c.rootfs != "/" {
+		g.prefixes = append(g.prefixes, filepath.Clean(c.rootfs))
+	}
 	if c.execMarks {
 		n, err := g.markMounts(c.initPID, root)
 		g.execMarks = n
@@ -170,7 +178,9 @@ func (g *fileGuard) markFile(root, path string, mask uint64) (bool, error) {
 	if unix.Stat(path, &host) == nil && host.Dev == st.Dev && host.Ino == st.Ino {
 		return false, errors.New("is the host's own file (rootfs shared with the host): not marked")
 	}
-	if err := fanotifyMark(int(g.f.Fd()), unix.FAN_MARK_ADD, mask, fd, ""); err != nil {
+	// fanotify_mark does not take O_PATH descriptors; the magic link of
+	// the already-resolved descriptor names the same inode.
+	if err := fanotifyMark(int(g.f.Fd()), unix.FAN_MARK_ADD, mask, unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd)); err != nil {
 		return false, fmt.Errorf("fanotify_mark: %w", err)
 	}
 	g.files[devIno{st.Dev, st.Ino}] = path
@@ -263,7 +273,7 @@ func (g *fileGuard) handle(md *unix.FanotifyEventMetadata) {
 		if !drift {
 			return // in the image: the BPF exec event reports it
 		}
-		ev.Kind, ev.Path, ev.Drift = KindExec, containerPath(p), true
+		ev.Kind, ev.Path, ev.Drift = KindExec, g.containerPath(p), true
 		ev.Mechanism = "fanotify:FAN_OPEN_EXEC_PERM"
 		ev.Verdict = Allowed
 		if !allow {
@@ -278,7 +288,7 @@ func (g *fileGuard) handle(md *unix.FanotifyEventMetadata) {
 		ev.Kind, ev.Verdict = KindOpen, Allowed
 		ev.Path = g.files[devIno{st.Dev, st.Ino}]
 		if ev.Path == "" {
-			ev.Path = containerPath(p)
+			ev.Path = g.containerPath(p)
 		}
 		ev.Mechanism = "fanotify:FAN_OPEN"
 		if perm {
@@ -309,8 +319,14 @@ func (g *fileGuard) respond(fd int, allow bool) {
 	}
 }
 
-// containerPath trims what readlink shows of a path seen through another
-// mount namespace; it is evidence, not an identity.
-func containerPath(p string) string {
-	return strings.TrimSuffix(p, " (deleted)")
+// containerPath turns what readlink shows of an event's file into the path
+// the container sees where it can; it is evidence, not an identity.
+func (g *fileGuard) containerPath(p string) string {
+	p = strings.TrimSuffix(p, " (deleted)")
+	for _, pre := range g.prefixes {
+		if rest, ok := strings.CutPrefix(p, pre); ok && strings.HasPrefix(rest, "/") {
+			return rest
+		}
+	}
+	return p
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -190,7 +191,7 @@ func Attach(ctx context.Context, t Target, p *Profile, o Options) (_ *Guard, err
 		fg, notes, ferr := newFileGuard(fileGuardConfig{
 			initPID: t.InitPID, threshold: threshold,
 			execMarks: execDeny, execDeny: execDeny,
-			sensitive: p.Files.Sensitive, fileMask: fileMask,
+			sensitive: p.Files.Sensitive, fileMask: fileMask, rootfs: t.RootfsPath,
 		})
 		switch {
 		case ferr != nil:
@@ -202,7 +203,17 @@ func Attach(ctx context.Context, t Target, p *Profile, o Options) (_ *Guard, err
 			if fileMask == unix.FAN_OPEN_PERM {
 				what = "FAN_OPEN_PERM (deny)"
 			}
-			g.mech["files"] = fmt.Sprintf("fanotify %s inode marks on %s of %d sensitive files present in the container", what, notes["files.marked"], len(p.Files.Sensitive))
+			g.mech["files"] = fmt.Sprintf("fanotify %s inode marks on %s of the %d listed sensitive files (the others are not in the container)", what, notes["files.marked"], len(p.Files.Sensitive))
+			var problems []string
+			for k, v := range notes {
+				if strings.HasPrefix(k, "files:") {
+					problems = append(problems, strings.TrimPrefix(k, "files:")+": "+v)
+				}
+			}
+			if len(problems) > 0 {
+				sort.Strings(problems)
+				g.mech["files.unmarked"] = strings.Join(problems, "; ")
+			}
 			if execDeny {
 				if fanExec {
 					g.mech["exec.drift"] = fmt.Sprintf("deny: fanotify FAN_OPEN_EXEC_PERM on %d container mounts", fg.execMarks)
@@ -611,6 +622,8 @@ func (g *Guard) decode(r *vbpf.Event) Event {
 		e.Drift = r.Flags&vbpf.EvfDrift != 0
 		e.SetID = r.Flags&vbpf.EvfSetID != 0
 		e.CapEffective = r.CapEffective
+		e.FileCtime = time.Unix(0, int64(r.CtimeNs))
+		e.Inode = r.Ino
 		e.ArgsTruncated = r.Flags&vbpf.EvfTrunc != 0
 		if n := int(r.ArgsLen); n > 0 && n <= len(r.Args) {
 			b := make([]byte, n)

@@ -185,7 +185,7 @@ func summarize(evs []Event) string {
 			b.WriteString(" …")
 			break
 		}
-		fmt.Fprintf(&b, "\n  %s pid=%d cg=%d path=%s addr=%v:%d verdict=%s", e.Kind, e.PID, e.CgroupID, e.Path, e.Addr, e.Port, e.Verdict)
+		fmt.Fprintf(&b, "\n  %s pid=%d cg=%d path=%s addr=%v:%d verdict=%s drift=%v ctime=%s ino=%d", e.Kind, e.PID, e.CgroupID, e.Path, e.Addr, e.Port, e.Verdict, e.Drift, e.FileCtime.Format("15:04:05.000000"), e.Inode)
 		if e.Alert != nil {
 			fmt.Fprintf(&b, " alert=%s(%s)", e.Alert.Rule, e.Alert.Message)
 		}

@@ -1,0 +1,153 @@
+//go:build linux
+
+package monitor
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// miniContainer starts busybox sh chrooted into a private tmpfs rootfs, in
+// its own mount namespace and the test cgroup: the shape of a runc container
+// after create (init exists, nothing of the workload ran yet). The shell
+// waits for a line on stdin before running script.
+type miniContainer struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   bytes.Buffer
+	root  string
+}
+
+func startMini(t *testing.T, cg *testCgroup, script string) *miniContainer {
+	t.Helper()
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		t.Skip("skipping: needs a static /bin/busybox (apt-get install -y busybox-static)")
+	}
+	root := filepath.Join(t.TempDir(), "rootfs")
+	os.MkdirAll(root, 0o755)
+	if err := unix.Mount("tmpfs", root, "tmpfs", 0, "mode=0755"); err != nil {
+		t.Fatalf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(root, unix.MNT_DETACH) })
+	for _, d := range []string{"bin", "etc", "tmp"} {
+		os.MkdirAll(filepath.Join(root, d), 0o755)
+	}
+	bb, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(root, "bin/busybox"), bb, 0o755)
+	os.WriteFile(filepath.Join(root, "etc/shadow"), []byte("root:container-secret:19000::::::\n"), 0o600)
+
+	m := &miniContainer{root: root}
+	m.cmd = exec.Command("/bin/busybox", "sh", "-c", "read go; "+script)
+	m.cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root, Unshareflags: unix.CLONE_NEWNS, UseCgroupFD: true, CgroupFD: cg.fd}
+	m.cmd.Stdout, m.cmd.Stderr = &m.out, &m.out
+	m.stdin, _ = m.cmd.StdinPipe()
+	if err := m.cmd.Start(); err != nil {
+		t.Fatalf("start mini container: %v", err)
+	}
+	t.Cleanup(func() { m.cmd.Process.Kill(); m.cmd.Wait() })
+	return m
+}
+
+func (m *miniContainer) run(t *testing.T) string {
+	t.Helper()
+	m.stdin.Write([]byte("go\n"))
+	m.stdin.Close()
+	m.cmd.Wait()
+	return m.out.String()
+}
+
+const miniScript = `/bin/busybox cat /etc/shadow; echo "rc1=$?"; ` +
+	`/bin/busybox cp /bin/busybox /tmp/true; /tmp/true true; echo "rc2=$?"; ` +
+	`/bin/busybox true; echo "rc3=$?"`
+
+func TestStrictDeniesSensitiveOpenAndDriftExec(t *testing.T) {
+	requireRoot(t)
+	cg := newCgroup(t)
+	m := startMini(t, cg, miniScript)
+	g, c := attach(t, cg, mustProfile(t, "strict"), testOptions(t), m.cmd.Process.Pid)
+	mech := g.Mechanisms()
+	if !strings.HasPrefix(mech["exec.drift"], "deny: fanotify") || !strings.Contains(mech["files"], "FAN_OPEN_PERM") {
+		t.Fatalf("mechanisms %v, want fanotify exec and open permission marks", mech)
+	}
+	out := m.run(t)
+	if !strings.Contains(out, "rc1=1") || strings.Contains(out, "container-secret") || !strings.Contains(out, "not permitted") {
+		t.Errorf("cat /etc/shadow inside strict: %q, want EPERM", out)
+	}
+	if strings.Contains(out, "rc2=0") {
+		t.Errorf("exec of a file written after start succeeded under strict: %q", out)
+	}
+	if !strings.Contains(out, "rc3=0") {
+		t.Errorf("exec of an image file failed under strict: %q", out)
+	}
+	// The host still reads its own /etc/shadow.
+	if _, err := os.ReadFile("/etc/shadow"); err != nil {
+		t.Errorf("host cannot read its own /etc/shadow: %v", err)
+	}
+	e := c.waitFor(t, "denied open", func(e Event) bool { return e.Kind == KindOpen && e.Verdict == Denied })
+	if e.Path != "/etc/shadow" || e.CgroupID != cg.id {
+		t.Errorf("open event %+v", e)
+	}
+	c.waitFor(t, "denied drift exec", func(e Event) bool {
+		return e.Kind == KindExec && e.Verdict == Denied && e.Drift && e.Path == "/tmp/true"
+	})
+	c.waitFor(t, "sensitive-file alert", func(e Event) bool { return e.Alert != nil && e.Alert.Rule == RuleSensitiveFile })
+	c.waitFor(t, "drift alert", func(e Event) bool {
+		return e.Alert != nil && e.Alert.Rule == RuleExecDrift && e.Alert.Severity == SevCritical
+	})
+	for _, e := range c.snapshot() {
+		if e.Kind == KindExec && e.Verdict == Allowed && strings.HasSuffix(e.Path, "/tmp/true") {
+			t.Errorf("a denied exec was also reported as run: %+v", e)
+		}
+	}
+}
+
+func TestBalancedAlertsWithoutDenying(t *testing.T) {
+	requireRoot(t)
+	cg := newCgroup(t)
+	m := startMini(t, cg, miniScript)
+	g, c := attach(t, cg, mustProfile(t, "balanced"), testOptions(t), m.cmd.Process.Pid)
+	out := m.run(t)
+	t.Logf("mechanisms %v", g.Mechanisms())
+	if !strings.Contains(out, "container-secret") || !strings.Contains(out, "rc2=0") {
+		t.Errorf("balanced must not deny: %q", out)
+	}
+	e := c.waitFor(t, "open", func(e Event) bool { return e.Kind == KindOpen })
+	if e.Verdict != Allowed || e.Path != "/etc/shadow" {
+		t.Errorf("open event %+v", e)
+	}
+	c.waitFor(t, "sensitive-file alert", func(e Event) bool { return e.Alert != nil && e.Alert.Rule == RuleSensitiveFile })
+	c.waitFor(t, "drift exec", func(e Event) bool { return e.Kind == KindExec && e.Drift && e.Path == "/tmp/true" })
+	c.waitFor(t, "drift alert", func(e Event) bool { return e.Alert != nil && e.Alert.Rule == RuleExecDrift })
+}
+
+// A process sharing the host's mount namespace must never get mount marks:
+// they would apply to the host's own mounts.
+func TestNoMountMarksInHostNamespace(t *testing.T) {
+	requireRoot(t)
+	cg := newCgroup(t)
+	sleeper := cg.cmd("/bin/sleep", "30")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
+	p := mustProfile(t, "name = \"x\"\n[exec]\ndrift = \"deny\"\n")
+	g, _ := attach(t, cg, p, testOptions(t), sleeper.Process.Pid)
+	if m := g.Mechanisms()["exec.drift"]; !strings.HasPrefix(m, "kill:") {
+		t.Errorf("exec.drift = %q, want the SIGKILL fallback (no host mount marks)", m)
+	}
+	// A new file run by the host is unaffected.
+	if err := exec.Command(copyExecutable(t, t.TempDir())).Run(); err != nil {
+		t.Errorf("host exec affected: %v", err)
+	}
+}
