@@ -64,8 +64,11 @@ func (BlobReaderAt) Close() error { return nil }
 
 // ReaderAt returns random access to the blob d.
 func (b *Bundle) ReaderAt(d digest.Digest) (BlobReaderAt, error) {
+	if checkDigest(d) != nil {
+		return BlobReaderAt{}, malformed(ReasonInvalidField, string(d), "not a sha256 digest")
+	}
 	e, ok := b.entries[blobPath(d)]
-	if !ok || checkDigest(d) != nil {
+	if !ok {
 		return BlobReaderAt{}, malformed(ReasonMissingEntry, string(d), "no such blob in bundle")
 	}
 	return BlobReaderAt{io.NewSectionReader(b.ra, e.off, e.size)}, nil
@@ -130,6 +133,11 @@ func (b *Bundle) VerifyBlobs(ctx context.Context) error {
 	if workers == 0 {
 		return nil
 	}
+	// Small bundles (the common case for latency) need no megabyte buffers.
+	var bufSize int64 = 4096
+	for _, l := range layers {
+		bufSize = max(bufSize, min(l.Size, hashBufSize))
+	}
 	jobs := make(chan ocispec.Descriptor)
 	errs := make(chan error, len(layers))
 	var wg sync.WaitGroup
@@ -137,7 +145,7 @@ func (b *Bundle) VerifyBlobs(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			buf := make([]byte, hashBufSize)
+			buf := make([]byte, bufSize)
 			for l := range jobs {
 				errs <- b.verifyBlob(ctx, l.Digest, buf)
 			}

@@ -551,6 +551,9 @@ func selectManifest(fsys fs.FS, descs []ocispec.Descriptor, opts *PackOptions, d
 			}
 			// Only blobs that are present can be packed (ctr export leaves
 			// out other platforms).
+			if d.Digest.Validate() != nil {
+				continue
+			}
 			if _, err := fs.Stat(fsys, path.Join("blobs", string(d.Digest.Algorithm()), d.Digest.Encoded())); err != nil {
 				continue
 			}
@@ -632,7 +635,7 @@ func packLayout(ctx context.Context, fsys fs.FS, opts *PackOptions) (*image, err
 		if !layerMediaTypes[mt] {
 			return nil, fmt.Errorf("ctp: input layout: layer %s has unsupported media type %q", l.Digest, l.MediaType)
 		}
-		if l.Digest.Algorithm() != digest.SHA256 {
+		if checkDigest(l.Digest) != nil {
 			return nil, fmt.Errorf("ctp: input layout: layer %s: only sha256 digests are supported", l.Digest)
 		}
 		layers = append(layers, ocispec.Descriptor{MediaType: mt, Digest: l.Digest, Size: l.Size, Annotations: l.Annotations})

@@ -2,6 +2,7 @@ package ctp
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"errors"
@@ -149,7 +150,10 @@ func (g *bombGuard) Write(p []byte) (int, error) {
 	return g.w.Write(p)
 }
 
-func decompress(r io.Reader, size int64, kind string, lim Limits, dir string) (*os.File, int64, error) {
+func decompress(sr io.Reader, size int64, kind string, lim Limits, dir string) (*os.File, int64, error) {
+	// gzip reads through a bufio.Reader it is given (rather than its own),
+	// so what follows the stream can be inspected afterwards.
+	r := bufio.NewReader(sr)
 	var zr io.Reader
 	switch kind {
 	case "gzip":
@@ -192,8 +196,7 @@ func decompress(r io.Reader, size int64, kind string, lim Limits, dir string) (*
 	}
 	if kind == "gzip" {
 		// Nothing may follow the gzip stream.
-		var one [1]byte
-		if n, _ := r.Read(one[:]); n != 0 {
+		if _, err := r.Peek(1); err != io.EOF {
 			return fail(malformed(ReasonCompression, "", "data after the compressed stream"))
 		}
 	}
@@ -205,6 +208,7 @@ func decompress(r io.Reader, size int64, kind string, lim Limits, dir string) (*
 func (b *Bundle) load(lim Limits) error {
 	sr := io.NewSectionReader(b.ra, 0, b.size)
 	tr := tar.NewReader(sr)
+	var next int64 // where the next header must start
 	for {
 		hdr, err := tr.Next()
 		if err == io.EOF {
@@ -220,9 +224,13 @@ func (b *Bundle) load(lim Limits) error {
 			return malformed(ReasonTooLarge, "", "more than %d entries", lim.MaxEntries)
 		}
 		off, _ := sr.Seek(0, io.SeekCurrent)
+		if err := b.checkHeader(hdr, off, next); err != nil {
+			return err
+		}
 		if err := b.addEntry(hdr, off); err != nil {
 			return err
 		}
+		next = off + (hdr.Size+511)/512*512
 	}
 	end, _ := sr.Seek(0, io.SeekCurrent)
 	// tar stops at the end-of-archive marker; whatever follows must be the
@@ -233,8 +241,32 @@ func (b *Bundle) load(lim Limits) error {
 	return b.parse(lim)
 }
 
+// checkHeader rejects what archive/tar reads past without a word: extension
+// headers (PAX, GNU long names) before an entry, whose records would change
+// the entry's meaning outside the checksum, and the byte after the
+// checksum's NUL, which no checksum covers.
+func (b *Bundle) checkHeader(hdr *tar.Header, off, want int64) error {
+	if off-512 != want {
+		return malformed(ReasonTarFormat, hdr.Name, "extension headers (PAX/GNU) are not allowed; entries are plain ustar")
+	}
+	var blk [512]byte
+	if _, err := b.ra.ReadAt(blk[:], off-512); err != nil {
+		return malformedErr(ReasonTruncated, hdr.Name, err)
+	}
+	sum := blk[148:156]
+	for _, c := range sum[:6] {
+		if c < '0' || c > '7' {
+			return malformed(ReasonTarFormat, hdr.Name, "checksum field not in canonical form")
+		}
+	}
+	if sum[6] != 0 || sum[7] != ' ' {
+		return malformed(ReasonTarFormat, hdr.Name, "checksum field not in canonical form")
+	}
+	return nil
+}
+
 func (b *Bundle) checkZero(off, n int64, what string) error {
-	buf := make([]byte, 32<<10)
+	buf := make([]byte, min(n, 32<<10))
 	for n > 0 {
 		c := min(n, int64(len(buf)))
 		if _, err := b.ra.ReadAt(buf[:c], off); err != nil {
@@ -470,7 +502,8 @@ var layerMediaTypes = map[string]bool{
 func blobPath(d digest.Digest) string { return BlobsDir + d.Encoded() }
 
 func checkDigest(d digest.Digest) error {
-	if d.Algorithm() != digest.SHA256 || d.Validate() != nil || !isHex64(d.Encoded()) {
+	// Checked by hand: go-digest's accessors panic on a string without ':'.
+	if h, ok := strings.CutPrefix(string(d), "sha256:"); !ok || !isHex64(h) {
 		return malformed(ReasonInvalidField, string(d), "digests must be sha256:<64 lowercase hex>")
 	}
 	return nil
