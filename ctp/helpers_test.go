@@ -12,8 +12,8 @@ import (
 
 	"github.com/vordr-project/vordr/ctp/canonical"
 	"github.com/vordr-project/vordr/ctp/dsse"
-	"github.com/vordr-project/vordr/ctp/keys"
 	"github.com/vordr-project/vordr/ctp/internal/testlog"
+	"github.com/vordr-project/vordr/ctp/keys"
 	"github.com/vordr-project/vordr/ctp/policy"
 )
 

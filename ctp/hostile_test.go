@@ -146,7 +146,9 @@ func TestHostileBundles(t *testing.T) {
 			es[i].data = bytes.Replace(es[i].data, []byte(`"schemaVersion":2`), []byte(`"schemaVersion":3`), 1)
 			return es
 		}), Limits{}, CodeMalformedBundle, ReasonDigestMismatch},
-		{"wrong layer media type", rebuildManifest(t, good, func(m *ocispec.Manifest) { m.Layers[0].MediaType = "application/vnd.oci.image.layer.nondistributable.v1.tar" }), Limits{}, CodeMalformedBundle, ReasonMediaType},
+		{"wrong layer media type", rebuildManifest(t, good, func(m *ocispec.Manifest) {
+			m.Layers[0].MediaType = "application/vnd.oci.image.layer.nondistributable.v1.tar"
+		}), Limits{}, CodeMalformedBundle, ReasonMediaType},
 		{"wrong config media type", rebuildManifest(t, good, func(m *ocispec.Manifest) { m.Config.MediaType = "application/json" }), Limits{}, CodeMalformedBundle, ReasonMediaType},
 		{"wrong manifest media type", rebuildManifest(t, good, func(m *ocispec.Manifest) { m.MediaType = ocispec.MediaTypeImageIndex }), Limits{}, CodeMalformedBundle, ReasonMediaType},
 		{"layer size lies", rebuildManifest(t, good, func(m *ocispec.Manifest) { m.Layers[0].Size-- }), Limits{}, CodeMalformedBundle, ReasonInvalidField},
