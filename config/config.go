@@ -55,8 +55,33 @@ type Runc struct {
 type Config struct {
 	// Runc is passed to the runc task service.
 	Runc Runc `toml:"runc"`
+	// Profile is the security profile of containers without a
+	// vordr.io/profile annotation: a built-in name (dev, balanced, strict) or
+	// the path of a profile TOML file. Empty means balanced.
+	Profile string `toml:"profile"`
+	// Policies maps policy names to verification policy files (docs/policy.md);
+	// a container picks one with the vordr.io/policy annotation.
+	Policies map[string]string `toml:"policies"`
+	// DefaultPolicy names the policy for containers without the annotation.
+	// Empty: the gate audits and warns, so a plain `ctr run` works out of the box.
+	DefaultPolicy string `toml:"default_policy"`
+	// Events configures where the guard's events and alerts go.
+	Events Events `toml:"events"`
 	// Source says where the configuration came from, for logs and errors.
 	Source string `toml:"-"`
+}
+
+// Events configures the guard's outputs.
+type Events struct {
+	// Dir holds one JSON-lines file per container; empty means
+	// /var/log/vordr.
+	Dir string `toml:"dir"`
+	// MaxFileBytes rotates a container's file at this size; 0 means 10 MiB.
+	MaxFileBytes int64 `toml:"max_file_bytes"`
+	// MaxFiles is how many rotated files are kept; 0 means 3.
+	MaxFiles int `toml:"max_files"`
+	// Webhook, if set, receives every alert as a JSON POST.
+	Webhook string `toml:"webhook"`
 }
 
 // file is the on-disk form. runc's keys are accepted at the top level as well,
@@ -65,7 +90,11 @@ type Config struct {
 // where both set a key.
 type file struct {
 	Runc
-	RuncSection *Runc `toml:"runc"`
+	RuncSection   *Runc             `toml:"runc"`
+	Profile       string            `toml:"profile"`
+	Policies      map[string]string `toml:"policies"`
+	DefaultPolicy string            `toml:"default_policy"`
+	Events        Events            `toml:"events"`
 	// ConfigPath may appear in a CRI options table next to other keys; CRI
 	// lifts it into runtimeoptions.Options, so it is accepted and ignored here.
 	ConfigPath string `toml:"ConfigPath,omitempty"`
@@ -80,7 +109,12 @@ func Parse(data []byte, source string) (*Config, error) {
 	if err := dec.Decode(&f); err != nil {
 		return nil, fmt.Errorf("vordr config %s: %s: %w", source, describeTOMLError(err), errdefs.ErrInvalidArgument)
 	}
-	cfg := &Config{Runc: f.Runc, Source: source}
+	cfg := &Config{Runc: f.Runc, Profile: f.Profile, Policies: f.Policies, DefaultPolicy: f.DefaultPolicy, Events: f.Events, Source: source}
+	if cfg.DefaultPolicy != "" {
+		if _, ok := cfg.Policies[cfg.DefaultPolicy]; !ok {
+			return nil, fmt.Errorf("vordr config %s: default_policy %q is not defined in [policies]: %w", source, cfg.DefaultPolicy, errdefs.ErrInvalidArgument)
+		}
+	}
 	if f.RuncSection != nil {
 		cfg.Runc = merge(f.Runc, *f.RuncSection)
 	}

@@ -117,3 +117,25 @@ func TestDefaultFromEnv(t *testing.T) {
 		t.Errorf("got %+v", cfg)
 	}
 }
+
+func TestParseGuardSettings(t *testing.T) {
+	cfg, err := Parse([]byte(`profile = "strict"
+default_policy = "prod"
+[policies]
+prod = "/etc/vordr/prod.toml"
+[events]
+dir = "/var/log/x"
+max_file_bytes = 1024
+webhook = "http://127.0.0.1:9/alerts"
+`), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Profile != "strict" || cfg.Policies["prod"] != "/etc/vordr/prod.toml" || cfg.DefaultPolicy != "prod" ||
+		cfg.Events.Dir != "/var/log/x" || cfg.Events.MaxFileBytes != 1024 || cfg.Events.Webhook == "" {
+		t.Errorf("got %+v", cfg)
+	}
+	if _, err := Parse([]byte("default_policy = \"nope\"\n"), "test"); err == nil || !strings.Contains(err.Error(), `default_policy "nope" is not defined`) {
+		t.Errorf("undefined default policy: %v", err)
+	}
+}
