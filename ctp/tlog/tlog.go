@@ -164,3 +164,5 @@ func SignCheckpoint(c Checkpoint, skey string) ([]byte, error) {
 	}
 	return note.Sign(&note.Note{Text: string(c.Marshal())}, s)
 }
+
+func encodeB64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
