@@ -182,21 +182,28 @@ static __always_inline struct vordr_container *lookup_container(__u64 *cgid)
 	return NULL;
 }
 
-static __always_inline struct vordr_event *reserve(struct vordr_container *c, __u64 cgid, __u32 type)
+// Exit and network events carry no file name or arguments: they are written
+// short (the fixed header only), so the ring holds ~5x more of them.
+#define VORDR_EVENT_SHORT __builtin_offsetof(struct vordr_event, filename)
+
+static __always_inline struct vordr_event *reserve(struct vordr_container *c, __u64 cgid, __u32 type, const __u64 size)
 {
 	void *rb = bpf_map_lookup_elem(&rings, &cgid);
 	if (!rb) {
 		__sync_fetch_and_add(&c->dropped, 1);
 		return NULL;
 	}
-	struct vordr_event *e = bpf_ringbuf_reserve(rb, sizeof(*e), 0);
+	struct vordr_event *e = bpf_ringbuf_reserve(rb, size, 0);
 	if (!e) {
 		__sync_fetch_and_add(&c->dropped, 1);
 		return NULL;
 	}
 	__sync_fetch_and_add(&c->seen, 1);
 	// Ring buffer memory is not zeroed: never leak a previous event's bytes.
-	__builtin_memset(e, 0, sizeof(*e));
+	if (size == sizeof(*e))
+		__builtin_memset(e, 0, sizeof(*e));
+	else
+		__builtin_memset(e, 0, VORDR_EVENT_SHORT);
 	e->type = type;
 	e->cgroup_id = cgid;
 	e->ktime_ns = bpf_ktime_get_ns();
@@ -264,7 +271,7 @@ int BPF_PROG(vordr_exec, struct task_struct *p, pid_t old_pid, struct linux_binp
 		}
 	}
 
-	struct vordr_event *e = reserve(c, cgid, VORDR_EV_EXEC);
+	struct vordr_event *e = reserve(c, cgid, VORDR_EV_EXEC, sizeof(struct vordr_event));
 	if (!e)
 		return 0;
 	e->ino = BPF_CORE_READ(ino, i_ino);
@@ -305,7 +312,7 @@ int BPF_PROG(vordr_exit, struct task_struct *p)
 	if (!c)
 		return 0;
 	__sync_fetch_and_add(&c->exits, 1);
-	struct vordr_event *e = reserve(c, cgid, VORDR_EV_EXIT);
+	struct vordr_event *e = reserve(c, cgid, VORDR_EV_EXIT, VORDR_EVENT_SHORT);
 	if (!e)
 		return 0;
 	e->code = BPF_CORE_READ(p, exit_code);
@@ -420,7 +427,7 @@ static __always_inline int sock_addr(struct bpf_sock_addr *ctx, __u32 type, int 
 	// denied ones. connect and bind are per connection, so always reported.
 	if (type == VORDR_EV_SENDMSG && ok)
 		return 1;
-	struct vordr_event *e = reserve(c, cgid, type);
+	struct vordr_event *e = reserve(c, cgid, type, VORDR_EVENT_SHORT);
 	if (e) {
 		e->family = family;
 		e->proto = proto;

@@ -17,6 +17,7 @@ type detector struct {
 	cfg     AnomalyConfig
 	samples []sample // counter history, last ~1 s
 	dests   map[string]time.Time
+	pruned  time.Time
 	last    map[string]time.Time // rule/key → last alert, for cooldown
 	uid     map[int]uint32       // pid → uid seen at its last exec
 	base    float64              // learned syscalls/s (EWMA)
@@ -99,9 +100,14 @@ func (d *detector) onEvent(e *Event) []Alert {
 		}
 		if d.cfg.ConnectFanout > 0 {
 			d.dests[dst] = now
-			for k, t := range d.dests {
-				if now.Sub(t) > fanoutWindow {
-					delete(d.dests, k)
+			// Prune at most once a second: per-event pruning would make a
+			// scan quadratic in the number of destinations.
+			if now.Sub(d.pruned) > time.Second {
+				d.pruned = now
+				for k, t := range d.dests {
+					if now.Sub(t) > fanoutWindow {
+						delete(d.dests, k)
+					}
 				}
 			}
 			if len(d.dests) > d.cfg.ConnectFanout {

@@ -500,6 +500,8 @@ func (g *Guard) fileEvent(e Event, perm bool) {
 	g.deliver(e, !perm)
 }
 
+var shortEvent = int(unsafe.Offsetof(vbpf.Event{}.Filename))
+
 func (g *Guard) readRing() {
 	defer g.wg.Done()
 	var rec ringbuf.Record
@@ -516,10 +518,11 @@ func (g *Guard) readRing() {
 			return
 		}
 		var raw vbpf.Event
-		if len(rec.RawSample) < int(unsafe.Sizeof(raw)) {
+		if len(rec.RawSample) < shortEvent {
 			continue
 		}
-		// The record is the C struct verbatim (same host layout, bpfel).
+		// The record is the C struct verbatim (same host layout, bpfel);
+		// short records end before the file name.
 		copy(unsafe.Slice((*byte)(unsafe.Pointer(&raw)), unsafe.Sizeof(raw)), rec.RawSample)
 		g.deliver(g.decode(&raw), true)
 	}
