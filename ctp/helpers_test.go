@@ -261,3 +261,9 @@ func mustCanonical(t testing.TB, v any) []byte {
 	}
 	return b
 }
+
+func policyFor(k *keys.PublicKey) *policy.Policy {
+	return &policy.Policy{Version: 1, Mode: policy.Strict, Threshold: 1,
+		RequiredPredicates: []string{PredicateSLSA, PredicateSPDX},
+		Signers:            []policy.Signer{{KeyID: k.ID, Resolved: k}}}
+}

@@ -52,6 +52,8 @@ type PackOptions struct {
 	Signers              []*keys.Signer                        // sign right away (optional)
 	Progress             func(stage string, done, total int64) // called from the packing goroutine
 
+	platformExplicit bool
+
 	prog struct {
 		stage             string
 		done, total, last int64
@@ -117,6 +119,7 @@ func Pack(ctx context.Context, src, out string, opts PackOptions) (*PackResult, 
 	if opts.Name == "" {
 		return nil, errors.New("ctp: pack: a name is required")
 	}
+	opts.platformExplicit = opts.OS != "" || opts.Architecture != ""
 	if opts.OS == "" {
 		opts.OS = "linux"
 	}
@@ -612,6 +615,9 @@ func packLayout(ctx context.Context, fsys fs.FS, opts *PackOptions) (*image, err
 	}
 	if cfg.Created != nil {
 		img.created = *cfg.Created
+	}
+	if opts.platformExplicit && (cfg.OS != opts.OS || cfg.Architecture != opts.Architecture) {
+		return nil, fmt.Errorf("ctp: input image is for %s/%s, not the requested %s/%s", cfg.OS, cfg.Architecture, opts.OS, opts.Architecture)
 	}
 	if cfg.OS != "" {
 		opts.OS = cfg.OS
