@@ -45,3 +45,25 @@ const (
 	// a configured one).
 	AnnotationProfile = "vordr.io/profile"
 )
+
+// Labels and media types added by the importer (plugin/import.go).
+const (
+	// LabelManifestTOML is the digest of the bundle's manifest.toml, stored in
+	// the content store next to the attestations: every statement names it as
+	// a subject, so re-verification needs it.
+	LabelManifestTOML = "vordr.io/ctp.manifest"
+	// LabelDecision is the verdict at import: accept, or warn / audit when a
+	// permissive or audit policy let a failing bundle in.
+	LabelDecision = "vordr.io/verified.decision"
+	// LabelReason is the error code of a warn / audit verdict.
+	LabelReason = "vordr.io/verified.reason"
+
+	// GCLabelAttestations and GCLabelManifestTOML are containerd garbage
+	// collection references from the image record to the evidence blobs, so
+	// they live exactly as long as the image.
+	GCLabelAttestations = "containerd.io/gc.ref.content.vordr.attestations"
+	GCLabelManifestTOML = "containerd.io/gc.ref.content.vordr.manifest"
+
+	// MediaTypeManifestTOML is the media type of a stored manifest.toml.
+	MediaTypeManifestTOML = "application/vnd.vordr.ctp.manifest.v1+toml"
+)

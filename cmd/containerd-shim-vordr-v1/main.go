@@ -10,6 +10,7 @@ import (
 
 	"github.com/containerd/containerd/v2/pkg/shim"
 
+	_ "github.com/vordr-project/vordr/cmd/containerd-shim-vordr-v1/gate" // the verification gate hook
 	"github.com/vordr-project/vordr/cmd/containerd-shim-vordr-v1/manager"
 	_ "github.com/vordr-project/vordr/cmd/containerd-shim-vordr-v1/task" // registers the task service
 )

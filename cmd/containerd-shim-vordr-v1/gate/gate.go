@@ -1,0 +1,297 @@
+//go:build linux
+
+// Package gate is the shim hook that decides, before runc create, whether a
+// container's image may run: it finds the container's image through
+// containerd's API, re-verifies the attestations stored with it at import
+// against the image's manifest digest under the container's policy, and checks
+// that the container's rootfs snapshot descends from that image's layers.
+//
+// The policy is the one named by the vordr.io/policy annotation (it must be
+// one of the runtime config's [policies]) or the config's default_policy. Its
+// mode decides what a failed check does: strict refuses Create, permissive
+// allows it with a warning and an alert on containerd's event bus, audit
+// logs. Without any policy configured the gate only warns, so a plain
+// `ctr run --runtime io.containerd.vordr.v1` works out of the box.
+package gate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/containerd/containerd/api/types"
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/shim"
+	"github.com/containerd/containerd/v2/plugins"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	cplugin "github.com/containerd/plugin"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/vordr-project/vordr/cmd/containerd-shim-vordr-v1/task"
+	"github.com/vordr-project/vordr/ctp"
+	"github.com/vordr-project/vordr/ctp/policy"
+	"github.com/vordr-project/vordr/plugin"
+)
+
+// Alert topic and payload, as the guard publishes them: a
+// containerd.types.Descriptor that every containerd client can decode.
+const (
+	TopicAlert     = "/vordr/alert"
+	MediaTypeAlert = "application/vnd.vordr.alert.v1+json"
+)
+
+// cacheTTL bounds how long a successful verification is trusted without
+// re-checking signatures: signer validity windows end.
+const cacheTTL = 5 * time.Minute
+
+func init() {
+	task.RegisterHook(task.HookFactory{Name: "gate", New: New})
+}
+
+// Gate is the verification gate hook.
+type Gate struct {
+	task.NopHook
+	address   string
+	publisher shim.Publisher
+
+	clientMu sync.Mutex
+	client   *containerd.Client
+
+	mu       sync.Mutex
+	policies map[string]*loadedPolicy // by path
+	verified map[string]verdict       // by evidence key | policy digest
+}
+
+// verdict is a cached successful verification.
+type verdict struct {
+	until   time.Time
+	chainID digest.Digest
+}
+
+type loadedPolicy struct {
+	size   int64
+	mtime  time.Time
+	pol    *policy.Policy
+	digest digest.Digest
+}
+
+// New makes the gate for a shim; the containerd address is the one the shim
+// was started with.
+func New(ic *cplugin.InitContext, publisher shim.Publisher) (task.Hook, error) {
+	addr := ic.Properties[plugins.PropertyGRPCAddress]
+	if addr == "" {
+		addr = os.Getenv("GRPC_ADDRESS")
+	}
+	return &Gate{address: addr, publisher: publisher, policies: map[string]*loadedPolicy{}, verified: map[string]verdict{}}, nil
+}
+
+// Name implements task.Hook.
+func (g *Gate) Name() string { return "gate" }
+
+// Decision is the outcome of a check, for logs and tests.
+type Decision struct {
+	Policy  string
+	Mode    policy.Mode
+	Image   string
+	Err     error // nil: verified
+	Cached  bool
+	Elapsed time.Duration
+}
+
+// PreCreate implements task.Hook.
+func (g *Gate) PreCreate(ctx context.Context, c *task.Container) error {
+	start := time.Now()
+	lg := log.G(ctx).WithField("id", c.ID)
+	name, path, err := choosePolicy(c)
+	if err != nil {
+		return err
+	}
+	if path == "" {
+		lg.Warn("vordr gate: no verification policy configured (runtime config [policies] / default_policy); the container's image is not verified (audit)")
+		return nil
+	}
+	pol, pd, err := g.loadPolicy(path)
+	if err != nil {
+		return fmt.Errorf("verification policy %q (%s) cannot be loaded, so nothing can be verified; fix the file or the runtime config: %w", name, path, err)
+	}
+	d := g.check(namespaces.WithNamespace(ctx, c.Namespace), c, pol, pd)
+	d.Policy, d.Elapsed = name, time.Since(start)
+	lg = lg.WithFields(log.Fields{"image": d.Image, "policy": name, "mode": d.Mode, "cached": d.Cached, "took": d.Elapsed.String()})
+	if d.Err == nil {
+		lg.Info("vordr gate: image verified")
+		return nil
+	}
+	switch d.Mode {
+	case policy.Permissive:
+		lg.WithError(d.Err).Warn("vordr gate: image NOT verified; allowed by permissive policy")
+		g.alert(ctx, c, d)
+		return nil
+	case policy.Audit:
+		lg.WithError(d.Err).Info("vordr gate: image not verified (audit)")
+		return nil
+	default:
+		lg.WithError(d.Err).Error("vordr gate: refused")
+		return fmt.Errorf("image %s is not verified under policy %q (strict): %w", d.Image, name, errors.Join(d.Err, errdefs.ErrPermissionDenied))
+	}
+}
+
+// choosePolicy returns the policy a container runs under: the annotation's
+// (which must name a configured policy) or the default.
+func choosePolicy(c *task.Container) (name, path string, err error) {
+	cfg := c.Config
+	if c.Spec != nil {
+		name = c.Spec.Annotations[plugin.AnnotationPolicy]
+	}
+	if name != "" {
+		if cfg != nil {
+			path = cfg.Policies[name]
+		}
+		if path == "" {
+			src := "defaults"
+			if cfg != nil {
+				src = cfg.Source
+			}
+			return "", "", fmt.Errorf("annotation %s=%q names a policy that the runtime config (%s) does not define; add it under [policies] or fix the annotation: %w",
+				plugin.AnnotationPolicy, name, src, errdefs.ErrInvalidArgument)
+		}
+		return name, path, nil
+	}
+	if cfg == nil || cfg.DefaultPolicy == "" {
+		return "", "", nil
+	}
+	return cfg.DefaultPolicy, cfg.Policies[cfg.DefaultPolicy], nil
+}
+
+// loadPolicy parses a policy file once per content change.
+func (g *Gate) loadPolicy(path string) (*policy.Policy, digest.Digest, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, "", err
+	}
+	g.mu.Lock()
+	lp := g.policies[path]
+	g.mu.Unlock()
+	if lp != nil && lp.size == fi.Size() && lp.mtime.Equal(fi.ModTime()) {
+		return lp.pol, lp.digest, nil
+	}
+	p, err := policy.Load(path)
+	if err != nil {
+		return nil, "", err
+	}
+	d, err := plugin.PolicyDigest(p)
+	if err != nil {
+		return nil, "", err
+	}
+	g.mu.Lock()
+	g.policies[path] = &loadedPolicy{size: fi.Size(), mtime: fi.ModTime(), pol: p, digest: d}
+	g.mu.Unlock()
+	return p, d, nil
+}
+
+func (g *Gate) getClient() (*containerd.Client, error) {
+	g.clientMu.Lock()
+	defer g.clientMu.Unlock()
+	if g.client != nil {
+		return g.client, nil
+	}
+	if g.address == "" {
+		return nil, fmt.Errorf("the shim was started without containerd's address (-address), so it cannot look up the container's image: %w", errdefs.ErrFailedPrecondition)
+	}
+	c, err := containerd.New(g.address, containerd.WithTimeout(10*time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("connect to containerd at %s: %w", g.address, err)
+	}
+	g.client = c
+	return c, nil
+}
+
+// check runs the verification; Decision.Err says why the image is not
+// verified.
+func (g *Gate) check(ctx context.Context, c *task.Container, pol *policy.Policy, pd digest.Digest) (d Decision) {
+	d.Mode = pol.Mode
+	d.Image = "(unknown)"
+	client, err := g.getClient()
+	if err != nil {
+		d.Err = err
+		return d
+	}
+	rec, img, err := plugin.ContainerImage(ctx, client, c.ID)
+	if rec.Image != "" {
+		d.Image = rec.Image
+	}
+	if err != nil {
+		d.Err = err
+		return d
+	}
+	d.Image = img.Name + "@" + img.Target.Digest.String()
+	ev, err := plugin.EvidenceOf(img)
+	if err != nil {
+		d.Err = err
+		return d
+	}
+	key := ev.Key() + "|" + pd.String()
+	g.mu.Lock()
+	v, ok := g.verified[key]
+	g.mu.Unlock()
+	var chainID digest.Digest
+	if ok && time.Now().Before(v.until) {
+		// A cached verdict still needs the evidence to exist and the
+		// snapshot to be right; both are cheap metadata lookups.
+		cs := client.ContentStore()
+		for _, dg := range []digest.Digest{ev.Attestations, ev.ManifestTOML} {
+			if _, err := cs.Info(ctx, dg); err != nil {
+				d.Err = fmt.Errorf("image %s: evidence %s: %w", img.Name, dg, err)
+				return d
+			}
+		}
+		chainID = v.chainID
+		d.Cached = true
+	} else {
+		if err := ev.Load(ctx, client.ContentStore()); err != nil {
+			d.Err = err
+			return d
+		}
+		res, err := ev.Verify(ctx, pol, ctp.VerifyOptions{})
+		if err == nil && res.Decision != ctp.Accept {
+			err = &ctp.Error{Code: res.ErrorCode, Reason: res.Reason, Msg: res.Message}
+		}
+		if err != nil {
+			d.Err = fmt.Errorf("attestations of image %s do not verify: %w", img.Name, err)
+			return d
+		}
+		chainID = ev.ChainID()
+		g.mu.Lock()
+		g.verified[key] = verdict{until: time.Now().Add(cacheTTL), chainID: chainID}
+		g.mu.Unlock()
+	}
+	if err := plugin.CheckSnapshot(ctx, client, rec, chainID); err != nil {
+		d.Err = err
+	}
+	return d
+}
+
+// alert publishes a permissive-mode failure on containerd's event bus.
+func (g *Gate) alert(ctx context.Context, c *task.Container, d Decision) {
+	if g.publisher == nil {
+		return
+	}
+	ev := &types.Descriptor{MediaType: MediaTypeAlert, Annotations: map[string]string{
+		"vordr.io/rule":      "unverified-image",
+		"vordr.io/severity":  "high",
+		"vordr.io/container": c.ID,
+		"vordr.io/image":     d.Image,
+		"vordr.io/policy":    d.Policy,
+		"vordr.io/reason":    d.Err.Error(),
+	}}
+	if code := ctp.CodeOf(d.Err); code != "" {
+		ev.Annotations["vordr.io/code"] = string(code)
+	}
+	if err := g.publisher.Publish(namespaces.WithNamespace(ctx, c.Namespace), TopicAlert, ev); err != nil {
+		log.G(ctx).WithError(err).Warn("vordr gate: publish alert")
+	}
+}
