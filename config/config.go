@@ -214,7 +214,16 @@ func FromOptions(opts typeurl.Any) (*Config, error) {
 		if err := typeurl.UnmarshalTo(opts, &o); err != nil {
 			return nil, fmt.Errorf("decode runc options: %w", err)
 		}
-		return &Config{Runc: fromRuncOptions(&o), Source: "runc options"}, nil
+		// runc's options say nothing of vordr's own settings (profile,
+		// policies, events): those come from the node's default config,
+		// and the client's runc options replace its [runc] table.
+		cfg, err := Default()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Runc = fromRuncOptions(&o)
+		cfg.Source = "runc options + " + cfg.Source
+		return cfg, nil
 	case RuntimeOptionsTypeURL:
 		var o runtimeoptions.Options
 		if err := typeurl.UnmarshalTo(opts, &o); err != nil {

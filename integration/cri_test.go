@@ -39,11 +39,13 @@ func TestCRIPod(t *testing.T) {
   runtime_type = "io.containerd.vordr.v1"
 [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.vordr-opts.options.runc]
   Root = %q
+[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.vordr-opts.options.events]
+  dir = %q
 [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
   runtime_type = "io.containerd.runc.v2"
 [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
   Root = %q
-`, pauseImage, runcRoot, runcRoot)
+`, pauseImage, runcRoot, filepath.Join(dir, "events"), runcRoot)
 	d, err := startDaemon(context.Background(), daemon.Options{
 		Dir: dir, CRI: true, ExtraConfig: extra,
 	})

@@ -44,7 +44,7 @@ func ctr(t *testing.T, d *daemon.Daemon, args ...string) (stdout, stderr string,
 // TestCtrRun drives the runtime the way users do: `ctr run --runtime …`.
 func TestCtrRun(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "vordr.toml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("[runc]\nRoot = %q\n", shared.RuncRoot)), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(shared.VordrTOML("")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cases := []struct {

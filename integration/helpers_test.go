@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -214,4 +215,9 @@ func eventually(t *testing.T, timeout time.Duration, f func() error) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// runHost runs a command on the host, ignoring its output.
+func runHost(args ...string) error {
+	return exec.Command(args[0], args[1:]...).Run()
 }

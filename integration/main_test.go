@@ -39,7 +39,7 @@ var (
 	shared *daemon.Daemon
 )
 
-var hostPaths = []string{"/run/containerd", "/etc/containerd", "/var/lib/containerd"}
+var hostPaths = []string{"/run/containerd", "/etc/containerd", "/var/lib/containerd", "/var/log/vordr"}
 
 func TestMain(m *testing.M) {
 	if os.Geteuid() != 0 {
@@ -163,7 +163,7 @@ func runcOptions(d *daemon.Daemon) any { return &options.Options{Root: d.RuncRoo
 // vordrTOML is a vordr runtime config as CRI or `ctr --runtime-config-path`
 // send it: runtimeoptions.v1.Options with a TOML body.
 func vordrTOML(d *daemon.Daemon) any {
-	return &runtimeoptions.Options{ConfigBody: []byte(fmt.Sprintf("[runc]\nRoot = %q\n", d.RuncRoot))}
+	return &runtimeoptions.Options{ConfigBody: []byte(d.VordrTOML(""))}
 }
 
 var runtimes = []runtimeCase{

@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"fmt"
 	"net/netip"
 	"time"
 )
@@ -116,6 +117,18 @@ func (s Severity) String() string {
 
 // MarshalText makes severities readable in JSON.
 func (s Severity) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText reads a severity written by MarshalText, so event logs and
+// bus payloads decode back into Alerts.
+func (s *Severity) UnmarshalText(b []byte) error {
+	for v := SevLow; v <= SevCritical; v++ {
+		if v.String() == string(b) {
+			*s = v
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown severity %q (want low, medium, high or critical)", b)
+}
 
 // Alert is a rule firing. Evidence holds the facts that made it fire.
 type Alert struct {

@@ -55,10 +55,12 @@ type Daemon struct {
 	// VordrConfig is the vordr runtime config containerd's shims read when a
 	// client sends no runtime options (VORDR_CONFIG).
 	VordrConfig string
-	opts        Options
-	cmd         *exec.Cmd
-	exited      chan struct{}
-	bin         string
+	// EventsDir holds the vordr shims' per-container event logs.
+	EventsDir string
+	opts      Options
+	cmd       *exec.Cmd
+	exited    chan struct{}
+	bin       string
 }
 
 // ToolchainDir is where hack/deps.sh installs containerd, ctr and runc.
@@ -125,7 +127,8 @@ func Start(ctx context.Context, opts Options) (*Daemon, error) {
 	// runtime options (ctr's --runc-root only applies to runc.v2): keep runc's
 	// state private too. Callers may point VORDR_CONFIG elsewhere via Env.
 	d.VordrConfig = filepath.Join(dir, "vordr.toml")
-	if err := os.WriteFile(d.VordrConfig, []byte(fmt.Sprintf("[runc]\nRoot = %q\n", d.RuncRoot)), 0o600); err != nil {
+	d.EventsDir = filepath.Join(dir, "events")
+	if err := os.WriteFile(d.VordrConfig, []byte(d.VordrTOML("")), 0o600); err != nil {
 		return nil, err
 	}
 	if err := d.start(ctx); err != nil {
@@ -133,6 +136,14 @@ func Start(ctx context.Context, opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// VordrTOML is a vordr runtime config that keeps runc state and event logs
+// under the daemon's directory, with extra appended (e.g. `profile = "strict"`).
+// extra's top-level keys must come first in a TOML document, so it is put
+// before the tables.
+func (d *Daemon) VordrTOML(extra string) string {
+	return fmt.Sprintf("%s\n[runc]\nRoot = %q\n[events]\ndir = %q\n", extra, d.RuncRoot, d.EventsDir)
 }
 
 func (d *Daemon) config() string {

@@ -20,11 +20,13 @@ import (
 	runcmanager "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2/manager"
 	"github.com/containerd/containerd/v2/pkg/shim"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/vordr-project/vordr/config"
+	"github.com/vordr-project/vordr/monitor"
 )
 
 // RuntimeName is the runtime's name in containerd.
@@ -108,7 +110,15 @@ func (m *manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) 
 	if _, err := os.Stat(filepath.Join(bundle, "options.json")); errors.Is(err, os.ErrNotExist) {
 		return shim.StopStatus{ExitedAt: time.Now(), ExitStatus: 128 + int(unix.SIGKILL)}, nil
 	}
-	return m.Shim.Stop(ctx, id)
+	st, err := m.Shim.Stop(ctx, id)
+	// The dead shim could not close its guards: remove their node-wide
+	// eBPF entries now rather than at the next container's attach.
+	if n, cerr := monitor.Collect(monitor.Options{}); cerr != nil {
+		log.G(ctx).WithError(cerr).Warn("vordr: collect guard state of a dead shim")
+	} else if n > 0 {
+		log.G(ctx).WithField("containers", n).Info("vordr: removed guard state left by a dead shim")
+	}
+	return st, err
 }
 
 func trim(url string) string {

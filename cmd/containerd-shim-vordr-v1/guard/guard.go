@@ -1,0 +1,255 @@
+//go:build linux
+
+// Package guard is the shim hook that puts every container under vordr's
+// guard: it shapes the OCI spec with the container's security profile before
+// runc create, attaches the eBPF/fanotify guard after runc create (before the
+// container's first instruction), writes every event to the container's event
+// log, publishes alerts on containerd's event bus, and removes every trace at
+// delete.
+package guard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/shim"
+	"github.com/containerd/log"
+	"github.com/containerd/plugin"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/vordr-project/vordr/alerts"
+	"github.com/vordr-project/vordr/cmd/containerd-shim-vordr-v1/task"
+	"github.com/vordr-project/vordr/eventlog"
+	"github.com/vordr-project/vordr/monitor"
+	labels "github.com/vordr-project/vordr/plugin"
+)
+
+// DefaultProfile applies when neither the annotation nor the config names one.
+const DefaultProfile = "balanced"
+
+func init() {
+	task.RegisterHook(task.HookFactory{
+		Name: "guard",
+		New: func(_ *plugin.InitContext, publisher shim.Publisher) (task.Hook, error) {
+			return &hook{publisher: publisher, state: map[string]*guarded{}}, nil
+		},
+	})
+}
+
+type hook struct {
+	task.NopHook
+	publisher shim.Publisher
+
+	mu    sync.Mutex
+	state map[string]*guarded // by namespace/id
+}
+
+// guarded is one container's guard state.
+type guarded struct {
+	profile *monitor.Profile
+	guard   *monitor.Guard // nil when the guard could not attach (dev profile)
+	log     *eventlog.Writer
+	webhook *webhook
+	pumped  chan struct{}
+}
+
+func key(c *task.Container) string { return c.Namespace + "/" + c.ID }
+
+func (h *hook) Name() string { return "guard" }
+
+// profileName picks the container's profile: annotation, runtime config, default.
+func profileName(c *task.Container) string {
+	if p := c.Spec.Annotations[labels.AnnotationProfile]; p != "" {
+		return p
+	}
+	if c.Config != nil && c.Config.Profile != "" {
+		return c.Config.Profile
+	}
+	return DefaultProfile
+}
+
+// PreCreate loads the profile and shapes the spec with it.
+func (h *hook) PreCreate(ctx context.Context, c *task.Container) error {
+	name := profileName(c)
+	p, err := monitor.LoadProfile(name)
+	if err != nil {
+		return fmt.Errorf("security profile %q: %w", name, err)
+	}
+	if err := p.ApplySpec(c.Spec); err != nil {
+		return fmt.Errorf("apply security profile %q: %w", p.Name, err)
+	}
+	h.mu.Lock()
+	h.state[key(c)] = &guarded{profile: p}
+	h.mu.Unlock()
+	return nil
+}
+
+// PostCreate attaches the guard: the init process waits in runc init, so
+// the container's first exec is the guard's first event.
+func (h *hook) PostCreate(ctx context.Context, c *task.Container) error {
+	h.mu.Lock()
+	g := h.state[key(c)]
+	h.mu.Unlock()
+	if g == nil {
+		return errors.New("internal error: no profile recorded for the container at PreCreate")
+	}
+	ev := c.Config.Events
+	w, err := eventlog.Create(ev.Dir, c.Namespace, c.ID, ev.MaxFileBytes, ev.MaxFiles)
+	if err != nil {
+		return err
+	}
+	g.log = w
+	if ev.Webhook != "" {
+		g.webhook = newWebhook(ev.Webhook)
+	}
+	guard, err := monitor.Attach(ctx, monitor.Target{
+		ContainerID: c.ID,
+		CgroupPath:  c.CgroupDir,
+		CgroupID:    c.CgroupID,
+		InitPID:     c.Pid,
+		RootfsPath:  c.Rootfs,
+	}, g.profile, monitor.Options{})
+	if err != nil {
+		if g.profile.Required {
+			return fmt.Errorf("profile %q requires the guard, which could not attach: %w (run `vordr doctor` to see what this node supports, or choose profile dev to run unguarded)", g.profile.Name, err)
+		}
+		// Fail open, loudly: the profile allows it.
+		msg := fmt.Sprintf("container %s runs UNGUARDED: profile %q does not require the guard and it could not attach: %v", c.ID, g.profile.Name, err)
+		log.G(ctx).WithField("id", c.ID).Error("vordr: " + msg)
+		alert := monitor.Alert{Rule: monitor.RuleGuardDegraded, Severity: monitor.SevHigh, ContainerID: c.ID, Message: msg}
+		_ = w.Write(monitor.Event{Time: time.Now(), Kind: monitor.KindAlert, ContainerID: c.ID, CgroupID: c.CgroupID, Alert: &alert})
+		_ = w.Flush()
+		h.publishAlert(ctx, c, &alert, g.webhook)
+		return nil
+	}
+	g.guard = guard
+	g.pumped = make(chan struct{})
+	mech := guard.Mechanisms()
+	log.G(ctx).WithFields(log.Fields{"id": c.ID, "profile": g.profile.Name, "cgroup_id": guard.CgroupID(), "mechanisms": mech}).Info("vordr: guard attached")
+	h.publish(ctx, alerts.TopicGuard, alerts.MediaTypeGuard, map[string]any{
+		"event": "attached", "container_id": c.ID, "namespace": c.Namespace, "profile": g.profile.Name,
+		"cgroup_id": guard.CgroupID(), "mechanisms": mech,
+	}, map[string]string{"event": "attached", "container": c.ID, "profile": g.profile.Name})
+	go h.pump(c, g)
+	return nil
+}
+
+// pump drains the guard's events into the event log, alerts to the bus.
+// It ends when the guard closes its channel (at Close, after a final drain).
+func (h *hook) pump(c *task.Container, g *guarded) {
+	defer close(g.pumped)
+	// The publisher needs the namespace; the Create request's context is gone.
+	ctx := namespaces.WithNamespace(context.Background(), c.Namespace)
+	ctx = log.WithLogger(ctx, log.G(ctx).WithField("id", c.ID))
+	flush := time.NewTicker(200 * time.Millisecond)
+	defer flush.Stop()
+	events := g.guard.Events()
+	for {
+		select {
+		case e, ok := <-events:
+			if !ok {
+				return
+			}
+			if err := g.log.Write(e); err != nil {
+				log.G(ctx).WithError(err).Warn("vordr: write event log")
+			}
+			if e.Kind == monitor.KindAlert && e.Alert != nil {
+				// Alerts are rare: make them visible on disk at once.
+				_ = g.log.Flush()
+				h.publishAlert(ctx, c, e.Alert, g.webhook)
+			}
+		case <-flush.C:
+			_ = g.log.Flush()
+		}
+	}
+}
+
+func (h *hook) publishAlert(ctx context.Context, c *task.Container, a *monitor.Alert, wh *webhook) {
+	fields := map[string]string{
+		"rule": a.Rule, "severity": a.Severity.String(), "container": c.ID, "namespace": c.Namespace, "message": a.Message,
+	}
+	for k, v := range a.Evidence {
+		fields["evidence."+k] = v
+	}
+	log.G(ctx).WithFields(log.Fields{"rule": a.Rule, "severity": a.Severity.String()}).Warn("vordr alert: " + a.Message)
+	h.publish(ctx, alerts.TopicAlert, alerts.MediaTypeAlert, a, fields)
+	if wh != nil {
+		wh.send(a)
+	}
+}
+
+func (h *hook) publish(ctx context.Context, topic, mediaType string, v any, fields map[string]string) {
+	d, err := alerts.Encode(mediaType, v, fields)
+	if err != nil {
+		log.G(ctx).WithError(err).Warn("vordr: encode event")
+		return
+	}
+	if err := h.publisher.Publish(ctx, topic, d); err != nil {
+		log.G(ctx).WithError(err).WithField("topic", topic).Warn("vordr: publish event")
+	}
+}
+
+// PreExec gives exec'd processes the same process-level hardening as the
+// container's init (capabilities, no_new_privileges): the client sends the
+// exec's process spec itself, unshaped.
+func (h *hook) PreExec(ctx context.Context, c *task.Container, execID string, p *specs.Process) error {
+	h.mu.Lock()
+	g := h.state[key(c)]
+	h.mu.Unlock()
+	if g == nil {
+		return nil
+	}
+	s := &specs.Spec{Process: p, Root: &specs.Root{}, Linux: &specs.Linux{}}
+	if err := g.profile.ApplySpec(s); err != nil {
+		return fmt.Errorf("apply security profile %q to exec %s: %w", g.profile.Name, execID, err)
+	}
+	return nil
+}
+
+// Deleted closes the guard (removing its map entries, links and marks),
+// writes its final counters and closes the event log.
+func (h *hook) Deleted(ctx context.Context, c *task.Container) {
+	h.mu.Lock()
+	g := h.state[key(c)]
+	delete(h.state, key(c))
+	h.mu.Unlock()
+	if g == nil {
+		return
+	}
+	if g.guard != nil {
+		stats := g.guard.Stats()
+		if err := g.guard.Close(); err != nil {
+			log.G(ctx).WithError(err).WithField("id", c.ID).Error("vordr: close guard")
+		}
+		<-g.pumped
+		stats = mergeFinal(stats, g.guard.Stats())
+		_ = g.log.Write(map[string]any{"time": time.Now(), "kind": "summary", "container_id": c.ID, "stats": stats})
+		h.publish(ctx, alerts.TopicGuard, alerts.MediaTypeGuard, map[string]any{
+			"event": "detached", "container_id": c.ID, "namespace": c.Namespace, "stats": stats,
+		}, map[string]string{"event": "detached", "container": c.ID,
+			"seen": fmt.Sprint(stats.Seen), "dropped": fmt.Sprint(stats.Dropped), "alerts": fmt.Sprint(stats.Alerts)})
+		log.G(ctx).WithFields(log.Fields{"id": c.ID, "seen": stats.Seen, "dropped": stats.Dropped, "lost": stats.Lost, "alerts": stats.Alerts}).Info("vordr: guard detached")
+	}
+	if g.log != nil {
+		if err := g.log.Close(); err != nil {
+			log.G(ctx).WithError(err).Warn("vordr: close event log")
+		}
+	}
+	if g.webhook != nil {
+		g.webhook.close()
+	}
+}
+
+// mergeFinal prefers counters read after Close where the guard still has
+// them (Close may zero kernel counters once the map entry is gone).
+func mergeFinal(before, after monitor.Stats) monitor.Stats {
+	if after.Seen >= before.Seen {
+		return after
+	}
+	before.Delivered, before.Lost, before.Alerts = after.Delivered, after.Lost, after.Alerts
+	return before
+}

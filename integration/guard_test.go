@@ -1,0 +1,428 @@
+//go:build linux
+
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/vordr-project/vordr/alerts"
+	"github.com/vordr-project/vordr/eventlog"
+	"github.com/vordr-project/vordr/internal/daemon"
+	"github.com/vordr-project/vordr/monitor"
+)
+
+// profileRuntime is the vordr runtime with a given default profile.
+func profileRuntime(profile string) runtimeCase {
+	return runtimeCase{"vordr-" + profile, vordrRuntime, func(d *daemon.Daemon) any {
+		return &runtimeoptions.Options{ConfigBody: []byte(d.VordrTOML(fmt.Sprintf("profile = %q", profile)))}
+	}}
+}
+
+// events reads a container's event log (complete once the task is deleted).
+func events(t *testing.T, d *daemon.Daemon, id string) []monitor.Event {
+	t.Helper()
+	var out []monitor.Event
+	err := eventlog.Read(d.EventsDir, d.Namespace, id, func(line []byte) error {
+		var e monitor.Event
+		if err := json.Unmarshal(line, &e); err != nil {
+			return fmt.Errorf("event log line %q: %w", line, err)
+		}
+		if e.Kind != "" {
+			out = append(out, e)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) == 0 {
+		t.Fatalf("no events logged for %s in %s", id, d.EventsDir)
+	}
+	return out
+}
+
+func hasEvent(evs []monitor.Event, pred func(monitor.Event) bool) bool {
+	for _, e := range evs {
+		if pred(e) {
+			return true
+		}
+	}
+	return false
+}
+
+func alertRule(rule string) func(monitor.Event) bool {
+	return func(e monitor.Event) bool {
+		return e.Kind == monitor.KindAlert && e.Alert != nil && e.Alert.Rule == rule
+	}
+}
+
+// runIn runs args to completion under rt and returns exit code, output and
+// the container id (its events are logged under it).
+func runIn(t *testing.T, rt runtimeCase, args []string, opts ...oci.SpecOpts) (uint32, *output, string) {
+	t.Helper()
+	e := newEnv(t, shared, rt)
+	id := uniqueID(t)
+	ctr := e.container(id, args, opts...)
+	out := &output{}
+	task, err := ctr.NewTask(e.ctx, e.ioCreator(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, _ := task.Wait(e.ctx)
+	if err := task.Start(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	var code uint32
+	select {
+	case st := <-ch:
+		code, _, _ = st.Result()
+	case <-time.After(60 * time.Second):
+		t.Fatal("container did not exit")
+	}
+	task.IO().Wait()
+	if _, err := task.Delete(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	return code, out, id
+}
+
+func TestGuardEntrypointExecIsFirstEvent(t *testing.T) {
+	code, _, id := runIn(t, profileRuntime("balanced"), []string{"sh", "-c", "echo first; /bin/true second"})
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	evs := events(t, shared, id)
+	if evs[0].Kind != monitor.KindGuard || len(evs[0].Mechanisms) == 0 {
+		t.Errorf("first event %+v, want the guard report with its mechanisms", evs[0])
+	}
+	var execs []monitor.Event
+	for _, e := range evs {
+		if e.Kind == monitor.KindExec {
+			execs = append(execs, e)
+		}
+	}
+	if len(execs) < 2 {
+		t.Fatalf("execs %+v, want the entrypoint and /bin/true", execs)
+	}
+	if !strings.HasSuffix(execs[0].Path, "/sh") || !strings.Contains(strings.Join(execs[0].Args, " "), "echo first") {
+		t.Errorf("first exec %q %q, want the entrypoint sh -c …", execs[0].Path, execs[0].Args)
+	}
+	if execs[1].Path != "/bin/true" {
+		t.Errorf("second exec %q, want /bin/true", execs[1].Path)
+	}
+	if evs[len(evs)-1].Kind == "" {
+		t.Error("no summary")
+	}
+}
+
+func TestGuardSensitiveFile(t *testing.T) {
+	t.Run("balanced alerts", func(t *testing.T) {
+		code, out, id := runIn(t, profileRuntime("balanced"), []string{"cat", "/etc/shadow"})
+		if code != 0 || !strings.HasPrefix(out.stdout.String(), "root:") {
+			t.Fatalf("balanced must allow the read: exit %d, %q %q", code, out.stdout.String(), out.stderr.String())
+		}
+		evs := events(t, shared, id)
+		if !hasEvent(evs, alertRule(monitor.RuleSensitiveFile)) {
+			t.Errorf("no %s alert in %+v", monitor.RuleSensitiveFile, evs)
+		}
+	})
+	t.Run("strict denies", func(t *testing.T) {
+		// The host keeps reading its own /etc/shadow while a strict container is guarded.
+		e := newEnv(t, shared, profileRuntime("strict"))
+		id := uniqueID(t)
+		ctr := e.container(id, []string{"sleep", "60"})
+		task, err := ctr.NewTask(e.ctx, cio.NullIO)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := task.Start(e.ctx); err != nil {
+			t.Fatal(err)
+		}
+		spec, _ := ctr.Spec(e.ctx)
+		p := *spec.Process
+		p.Args = []string{"cat", "/etc/shadow"}
+		out := &output{}
+		proc, err := task.Exec(e.ctx, "cat", &p, e.ioCreator(out))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pch, _ := proc.Wait(e.ctx)
+		if err := proc.Start(e.ctx); err != nil {
+			t.Fatal(err)
+		}
+		st := <-pch
+		proc.IO().Wait()
+		if code, _, _ := st.Result(); code == 0 || strings.Contains(out.stdout.String(), "root:") {
+			t.Errorf("strict: cat /etc/shadow exit %d stdout %q, want a denial", code, out.stdout.String())
+		}
+		if !strings.Contains(out.stderr.String(), "denied") && !strings.Contains(out.stderr.String(), "not permitted") {
+			t.Errorf("strict: stderr %q, want EPERM/EACCES visible inside", out.stderr.String())
+		}
+		if data, err := os.ReadFile("/etc/shadow"); err != nil || len(data) == 0 {
+			t.Errorf("the host cannot read its own /etc/shadow while the container is guarded: %v", err)
+		}
+		proc.Delete(e.ctx)
+		ch, _ := task.Wait(e.ctx)
+		task.Kill(e.ctx, syscall.SIGKILL)
+		<-ch
+		if _, err := task.Delete(e.ctx); err != nil {
+			t.Fatal(err)
+		}
+		evs := events(t, shared, id)
+		if !hasEvent(evs, func(e monitor.Event) bool {
+			return e.Kind == monitor.KindOpen && e.Path == "/etc/shadow" && e.Verdict == monitor.Denied
+		}) {
+			t.Errorf("no denied open of /etc/shadow in %+v", evs)
+		}
+	})
+}
+
+// ncScript listens on a loopback port inside the container's own network
+// namespace and connects to it.
+const ncScript = `nc -l -p 9999 >/dev/null & sleep 0.5; echo ping | nc -w 2 127.0.0.1 9999; echo rc=$?`
+
+func TestGuardConnect(t *testing.T) {
+	t.Run("balanced sees it", func(t *testing.T) {
+		_, out, id := runIn(t, profileRuntime("balanced"), []string{"sh", "-c", ncScript})
+		if !strings.Contains(out.stdout.String(), "rc=0") {
+			t.Errorf("balanced: connect failed: %q %q", out.stdout.String(), out.stderr.String())
+		}
+		evs := events(t, shared, id)
+		if !hasEvent(evs, func(e monitor.Event) bool {
+			return e.Kind == monitor.KindConnect && e.Addr.String() == "127.0.0.1" && e.Port == 9999 && e.Verdict == monitor.Allowed
+		}) {
+			t.Errorf("no allowed connect to 127.0.0.1:9999 in %+v", evs)
+		}
+	})
+	t.Run("strict denies", func(t *testing.T) {
+		_, out, id := runIn(t, profileRuntime("strict"), []string{"sh", "-c", ncScript})
+		if strings.Contains(out.stdout.String(), "rc=0") {
+			t.Errorf("strict: connect succeeded: %q", out.stdout.String())
+		}
+		if !strings.Contains(out.stderr.String(), "not permitted") {
+			t.Errorf("strict: stderr %q, want EPERM inside", out.stderr.String())
+		}
+		evs := events(t, shared, id)
+		if !hasEvent(evs, func(e monitor.Event) bool {
+			return e.Kind == monitor.KindConnect && e.Port == 9999 && e.Verdict == monitor.Denied
+		}) {
+			t.Errorf("no denied connect in %+v", evs)
+		}
+	})
+}
+
+// TestGuardDriftExec: a file written after start cannot be executed under strict.
+func TestGuardDriftExec(t *testing.T) {
+	// A writable, exec-able scratch mount: strict's root is read-only and
+	// /dev/shm is noexec, which would deny the exec without vordr.
+	scratch := oci.WithMounts([]specs.Mount{{Destination: "/scratch", Type: "tmpfs", Source: "tmpfs", Options: []string{"rw", "size=16m", "mode=1777"}}})
+	script := "cp /bin/busybox /scratch/echo && /scratch/echo drift-ran; echo rc=$?"
+	t.Run("balanced alerts", func(t *testing.T) {
+		_, out, id := runIn(t, profileRuntime("balanced"), []string{"sh", "-c", script}, scratch)
+		if !strings.Contains(out.stdout.String(), "drift-ran") {
+			t.Fatalf("balanced must allow the exec: %q %q", out.stdout.String(), out.stderr.String())
+		}
+		if !hasEvent(events(t, shared, id), alertRule(monitor.RuleExecDrift)) {
+			t.Errorf("no %s alert", monitor.RuleExecDrift)
+		}
+	})
+	t.Run("strict denies", func(t *testing.T) {
+		_, out, id := runIn(t, profileRuntime("strict"), []string{"sh", "-c", script}, scratch)
+		if strings.Contains(out.stdout.String(), "drift-ran") {
+			t.Fatalf("strict ran a file written after start: %q", out.stdout.String())
+		}
+		evs := events(t, shared, id)
+		if !hasEvent(evs, func(e monitor.Event) bool {
+			return e.Kind == monitor.KindExec && e.Drift && (e.Verdict == monitor.Denied || e.Verdict == monitor.Killed)
+		}) && !hasEvent(evs, func(e monitor.Event) bool {
+			return e.Kind == monitor.KindOpen && e.Verdict == monitor.Denied && strings.HasSuffix(e.Path, "/scratch/echo")
+		}) {
+			t.Errorf("no denied drift exec in %+v", evs)
+		}
+	})
+}
+
+// TestGuardIsolation: two containers' events never mix, and a host process
+// doing the same things is never reported.
+func TestGuardIsolation(t *testing.T) {
+	rt := profileRuntime("balanced")
+	var wg sync.WaitGroup
+	ids := make([]string, 2)
+	for i := range ids {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			_, _, ids[i] = runIn(t, rt, []string{"sh", "-c", fmt.Sprintf("for n in 1 2 3 4 5; do /bin/echo marker-%d-$n; cat /etc/shadow >/dev/null; sleep 0.1; done", i)})
+		}(i)
+	}
+	// Meanwhile the host does the same.
+	for n := 0; n < 5; n++ {
+		exec := func(args ...string) { _ = runHost(args...) }
+		exec("/bin/echo", "marker-host")
+		exec("cat", "/etc/shadow")
+		time.Sleep(100 * time.Millisecond)
+	}
+	wg.Wait()
+	for i, id := range ids {
+		evs := events(t, shared, id)
+		own := 0
+		for _, e := range evs {
+			args := strings.Join(e.Args, " ")
+			if strings.Contains(args, "marker-host") {
+				t.Errorf("container %d reports a host process: %+v", i, e)
+			}
+			if strings.Contains(args, fmt.Sprintf("marker-%d", 1-i)) {
+				t.Errorf("container %d reports the other container's exec: %+v", i, e)
+			}
+			if e.ContainerID != "" && e.ContainerID != id {
+				t.Errorf("container %d: event attributed to %s", i, e.ContainerID)
+			}
+			if e.Kind == monitor.KindExec && e.Path == "/bin/echo" && strings.Contains(args, fmt.Sprintf("marker-%d-", i)) {
+				own++
+			}
+		}
+		if own != 5 {
+			t.Errorf("container %d: %d of its 5 marker execs seen", i, own)
+		}
+	}
+}
+
+// TestGuardExecBurstAlert: an exec burst raises an anomaly alert, in the log
+// and on containerd's event bus.
+func TestGuardExecBurstAlert(t *testing.T) {
+	e := newEnv(t, shared, profileRuntime("balanced"))
+	ctx, cancel := context.WithCancel(e.ctx)
+	defer cancel()
+	evCh, errCh := e.c.EventService().Subscribe(ctx, `topic=="`+alerts.TopicAlert+`"`)
+	_, _, id := runIn(t, profileRuntime("balanced"), []string{"sh", "-c", "i=0; while [ $i -lt 300 ]; do /bin/true; i=$((i+1)); done"})
+	if !hasEvent(events(t, shared, id), alertRule(monitor.RuleExecBurst)) {
+		t.Errorf("no %s alert in the event log", monitor.RuleExecBurst)
+	}
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case env := <-evCh:
+			mt, data, ok := alerts.Decode(env.Event)
+			if !ok || mt != alerts.MediaTypeAlert {
+				continue
+			}
+			var a monitor.Alert
+			if err := json.Unmarshal(data, &a); err != nil {
+				t.Fatal(err)
+			}
+			if a.ContainerID == id && a.Rule == monitor.RuleExecBurst {
+				return
+			}
+		case err := <-errCh:
+			t.Fatal(err)
+		case <-deadline:
+			t.Fatal("no exec-burst alert on the event bus")
+		}
+	}
+}
+
+// TestGuardCreateDeleteCycles: after 100 create/delete cycles in one shim, no
+// per-container BPF state is left beyond the shared set and the shim's memory
+// is flat.
+func TestGuardCreateDeleteCycles(t *testing.T) {
+	rt := profileRuntime("balanced")
+	e := newEnv(t, shared, rt)
+	group := oci.WithAnnotations(map[string]string{"io.containerd.runc.v2.group": "cycles-" + uniqueID(t)})
+	// An anchor keeps the grouped shim alive across the cycles.
+	anchor := e.container(uniqueID(t), []string{"sleep", "300"}, group)
+	at, err := anchor.NewTask(e.ctx, cio.NullIO)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := at.Start(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	shim := parentPid(int(at.Pid()))
+	cycle := func() {
+		ctr := e.container(uniqueID(t), []string{"true"}, group)
+		task, err := ctr.NewTask(e.ctx, cio.NullIO)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch, _ := task.Wait(e.ctx)
+		if err := task.Start(e.ctx); err != nil {
+			t.Fatal(err)
+		}
+		<-ch
+		if _, err := task.Delete(e.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 10; i++ {
+		cycle()
+	}
+	rss10 := rssKiB(shim)
+	for i := 0; i < 90; i++ {
+		cycle()
+	}
+	rss100 := rssKiB(shim)
+	if rss10 == 0 || rss100 == 0 {
+		t.Fatalf("cannot read the shim's RSS (pid %d)", shim)
+	}
+	t.Logf("shim RSS after 10 cycles %d KiB, after 100 cycles %d KiB", rss10, rss100)
+	if rss100 > rss10+8*1024 {
+		t.Errorf("shim memory grew %d KiB over 90 create/delete cycles", rss100-rss10)
+	}
+	if n := guardedContainers(t); n != 1 {
+		t.Errorf("%d containers in the node-wide BPF map, want 1 (the anchor)", n)
+	}
+}
+
+// guardedContainers counts the entries of the pinned node-wide containers map.
+func guardedContainers(t *testing.T) int {
+	t.Helper()
+	matches, _ := filepath.Glob("/sys/fs/bpf/vordr/*/map_containers")
+	if len(matches) != 1 {
+		t.Fatalf("pinned containers maps: %v, want exactly one", matches)
+	}
+	m, err := ebpf.LoadPinnedMap(matches[0], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	n := 0
+	var k, v []byte
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		n++
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func rssKiB(pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kib int64
+			fmt.Sscanf(strings.TrimSpace(v), "%d", &kib)
+			return kib
+		}
+	}
+	return 0
+}

@@ -1,0 +1,45 @@
+//go:build linux
+
+package monitor
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	vbpf "github.com/vordr-project/vordr/bpf"
+)
+
+// Collect removes the node-wide entries of containers whose guarding process
+// died without closing its guard (a shim killed with SIGKILL), and unloads
+// the program set when no container is left. The shim calls it from
+// `delete`, which containerd runs after it found a shim dead, so stale
+// entries do not wait for the next Attach. It returns how many containers
+// it removed. A node without a pinned set is not an error.
+func Collect(o Options) (removed int, err error) {
+	o.defaults()
+	dir := filepath.Join(o.PinDir, vbpf.Version())
+	if _, err := os.Stat(filepath.Join(dir, completeMarker)); err != nil {
+		return 0, nil // nothing pinned: nothing to collect, and no lock to take
+	}
+	err = withLock(o.LockPath, func() error {
+		if _, err := os.Stat(filepath.Join(dir, completeMarker)); err != nil {
+			return nil // unloaded meanwhile
+		}
+		spec, err := loadSpec()
+		if err != nil {
+			return err
+		}
+		n, err := loadPinned(dir, spec)
+		if err != nil {
+			return err
+		}
+		defer n.close()
+		removed = n.gcEntries()
+		return n.unloadIfIdle()
+	})
+	if err != nil {
+		return removed, fmt.Errorf("collect stale guard state: %w", err)
+	}
+	return removed, nil
+}
