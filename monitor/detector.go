@@ -116,6 +116,15 @@ func (d *detector) onEvent(e *Event) []Alert {
 					map[string]string{"destinations": itoa(len(d.dests)), "threshold": itoa(d.cfg.ConnectFanout), "last": dst})...)
 			}
 		}
+	case KindSyscall:
+		sev := SevHigh
+		switch e.Syscall {
+		case "init_module", "finit_module", "delete_module", "create_module", "kexec_load", "kexec_file_load", "bpf", "perf_event_open", "reboot":
+			sev = SevCritical
+		}
+		out = append(out, d.alert(now, "syscall:"+e.Syscall+":"+itoa(e.PID), RuleForbiddenSyscall, sev,
+			"forbidden syscall "+e.Syscall+" denied",
+			map[string]string{"syscall": e.Syscall, "pid": itoa(e.PID), "comm": e.Comm, "mechanism": e.Mechanism})...)
 	case KindOpen:
 		if d.p.Files.Action != ActionAudit {
 			sev, msg := SevHigh, "sensitive file opened"

@@ -19,6 +19,7 @@ const (
 	KindBind    Kind = "bind"
 	KindSend    Kind = "sendmsg" // only denied UDP sends are reported
 	KindOpen    Kind = "open"    // a sensitive file was opened (fanotify)
+	KindSyscall Kind = "syscall" // a syscall the profile denies was attempted (seccomp agent)
 	KindAlert   Kind = "alert"   // Event.Alert is set
 )
 
@@ -75,6 +76,9 @@ type Event struct {
 	Addr     netip.Addr `json:"addr,omitzero"`
 	Port     uint16     `json:"port,omitempty"`
 	Protocol string     `json:"protocol,omitempty"`
+
+	// Syscall names the denied syscall of a KindSyscall event.
+	Syscall string `json:"syscall,omitempty"`
 
 	Verdict Verdict `json:"verdict,omitempty"`
 	// Mechanism names what observed or enforced this event, e.g.
@@ -141,17 +145,18 @@ type Alert struct {
 
 // Rule names (stable: users filter and route on them).
 const (
-	RuleExecBurst       = "exec-burst"
-	RuleForkBomb        = "fork-bomb"
-	RuleSyscallSpike    = "syscall-spike"
-	RuleConnectFanout   = "connect-fanout"
-	RuleConnectDenied   = "connect-denied"
-	RuleConnectUnlisted = "connect-unlisted"
-	RuleSensitiveFile   = "sensitive-file"
-	RulePrivilegeChange = "privilege-change"
-	RuleExecDrift       = "exec-not-in-image"
-	RuleEventLoss       = "event-loss"
-	RuleGuardDegraded   = "guard-degraded"
+	RuleExecBurst        = "exec-burst"
+	RuleForkBomb         = "fork-bomb"
+	RuleSyscallSpike     = "syscall-spike"
+	RuleConnectFanout    = "connect-fanout"
+	RuleConnectDenied    = "connect-denied"
+	RuleConnectUnlisted  = "connect-unlisted"
+	RuleSensitiveFile    = "sensitive-file"
+	RulePrivilegeChange  = "privilege-change"
+	RuleExecDrift        = "exec-not-in-image"
+	RuleForbiddenSyscall = "forbidden-syscall"
+	RuleEventLoss        = "event-loss"
+	RuleGuardDegraded    = "guard-degraded"
 )
 
 // Stats are a guard's counters. Seen/Dropped are counted in the kernel

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -61,6 +62,10 @@ type Options struct {
 	// PollInterval is how often counters are read for the anomaly
 	// detector (default 250 ms).
 	PollInterval time.Duration
+	// Seccomp is the shim's seccomp agent, if the spec was shaped with
+	// WithSeccompAgent: the guard then reports the container's denied
+	// syscalls (module, bpf, ptrace, …) as KindSyscall events.
+	Seccomp *SeccompAgent
 }
 
 func (o *Options) defaults() {
@@ -103,6 +108,8 @@ type Guard struct {
 	monoOff int64 // wall ns - monotonic ns
 
 	events    chan Event
+	sendMu    sync.RWMutex // guards closed against late senders (seccomp agent)
+	closed    bool
 	closing   chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -341,9 +348,12 @@ func Attach(ctx context.Context, t Target, p *Profile, o Options) (_ *Guard, err
 	} else {
 		g.mech["network.connect"] = "observe: bpf cgroup/connect4, connect6, bind4, bind6 on the container cgroup"
 	}
-	if p.Seccomp.Mode == "default-plus" {
-		g.mech["syscalls"] = fmt.Sprintf("deny %d syscalls (module, bpf, ptrace, …): seccomp in the OCI spec, EPERM; denials are not reported as events", len(p.Seccomp.Deny))
-	} else {
+	switch {
+	case p.Seccomp.Mode == "default-plus" && o.Seccomp != nil:
+		g.mech["syscalls"] = fmt.Sprintf("deny %d syscalls (module, bpf, ptrace, …): seccomp SCMP_ACT_NOTIFY answered EPERM by the vordr agent, each attempt reported", len(p.Seccomp.Deny))
+	case p.Seccomp.Mode == "default-plus":
+		g.mech["syscalls"] = fmt.Sprintf("deny %d syscalls (module, bpf, ptrace, …): seccomp in the OCI spec, EPERM; attempts are not reported (no seccomp agent)", len(p.Seccomp.Deny))
+	default:
 		g.mech["syscalls"] = "seccomp as given in the spec"
 	}
 	if p.Anomaly.SyscallCounting {
@@ -363,7 +373,44 @@ func Attach(ctx context.Context, t Target, p *Profile, o Options) (_ *Guard, err
 	if g.files != nil {
 		g.files.start(g.fileEvent)
 	}
+	if o.Seccomp != nil {
+		o.Seccomp.subscribe(t.ContainerID, func(e Event) { g.deliver(e, false) })
+	}
 	return g, nil
+}
+
+// CollectGarbage removes the map entries of containers whose shim died
+// without closing its guard, and unloads the node's program set if no
+// container uses it any more. Attach and Close do this too; call it where a
+// shim cleans up after a dead one (containerd's "shim delete") or from
+// tooling. It returns how many entries it removed.
+func CollectGarbage(o Options) (int, error) {
+	o.defaults()
+	if _, err := os.Stat(filepath.Join(o.PinDir, vbpf.Version(), completeMarker)); err != nil {
+		gcOtherVersionsLocked(o)
+		return 0, nil // no set of this version: nothing to collect
+	}
+	n := 0
+	err := withLock(o.LockPath, func() error {
+		set, err := openNodeSet(o.PinDir)
+		if err != nil {
+			return err
+		}
+		defer set.close()
+		n = set.gcEntries()
+		if err := set.reconcileSyscount(); err != nil {
+			return err
+		}
+		return set.unloadIfIdle()
+	})
+	return n, err
+}
+
+func gcOtherVersionsLocked(o Options) {
+	withLock(o.LockPath, func() error {
+		gcOtherVersions(o.PinDir, vbpf.Version())
+		return nil
+	})
 }
 
 // allowKeys expands the allow rules into the kernel's exact-match keys: a
@@ -461,6 +508,12 @@ func (g *Guard) counters() fullCounters {
 // to the ring-buffer reader (the kernel then counts drops); permission
 // decisions never block on the consumer.
 func (g *Guard) send(e Event, block bool) {
+	g.sendMu.RLock()
+	defer g.sendMu.RUnlock()
+	if g.closed {
+		g.lost.Add(1)
+		return
+	}
 	select {
 	case g.events <- e:
 		g.delivered.Add(1)
@@ -557,6 +610,9 @@ func (g *Guard) Close() error {
 
 func (g *Guard) teardown() error {
 	var errs []error
+	if g.o.Seccomp != nil {
+		g.o.Seccomp.unsubscribe(g.t.ContainerID)
+	}
 	for _, l := range g.links {
 		if err := l.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("detach cgroup program: %w", err))
@@ -572,6 +628,7 @@ func (g *Guard) teardown() error {
 			if g.set.maps[vbpf.MapContainers].Lookup(g.cgid, &c) == nil && c.OwnerPid == uint32(os.Getpid()) {
 				g.set.removeEntry(g.cgid)
 			}
+			g.set.gcEntries()
 			if err := g.set.reconcileSyscount(); err != nil && !errors.Is(err, os.ErrNotExist) {
 				errs = append(errs, err)
 			}
@@ -596,7 +653,10 @@ func (g *Guard) teardown() error {
 	if g.set != nil {
 		g.set.close()
 	}
+	g.sendMu.Lock()
+	g.closed = true
 	close(g.events)
+	g.sendMu.Unlock()
 	return errors.Join(errs...)
 }
 

@@ -365,7 +365,18 @@ func TestDeadOwnerCollected(t *testing.T) {
 	if err := m.Lookup(cg.id, &c); !errors.Is(err, ebpf.ErrKeyNotExist) {
 		t.Errorf("dead owner's entry survived the next Attach: %v", err)
 	}
-	if _, err := Attach(t.Context(), Target{CgroupPath: cg.path}, mustProfile(t, "balanced"), o); err != nil {
-		t.Errorf("cgroup of a dead owner cannot be guarded again: %v", err)
+	g3, err := Attach(t.Context(), Target{CgroupPath: cg.path}, mustProfile(t, "balanced"), o)
+	if err != nil {
+		t.Fatalf("cgroup of a dead owner cannot be guarded again: %v", err)
+	}
+	// CollectGarbage does the same without an Attach.
+	if err := m.Update(cg.id, c, ebpf.UpdateExist); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := CollectGarbage(o); err != nil || n != 1 {
+		t.Errorf("CollectGarbage = %d, %v; want 1 entry collected", n, err)
+	}
+	g3.Close()
+	for range g3.Events() {
 	}
 }

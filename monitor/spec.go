@@ -13,7 +13,15 @@ import (
 // (docs/profiles.md). It only ever takes privileges away: capabilities are
 // intersected, never added, and the spec's own seccomp rules are kept except
 // where a denied syscall was explicitly allowed. Calling it twice is harmless.
-func (p *Profile) ApplySpec(s *specs.Spec) error {
+//
+// With WithSeccompAgent the denied syscalls use SCMP_ACT_NOTIFY and runc
+// hands the agent the notification descriptor, so every attempt is reported
+// (and still fails with EPERM).
+func (p *Profile) ApplySpec(s *specs.Spec, opts ...SpecOption) error {
+	var cfg specConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
 	if s == nil {
 		return errors.New("apply profile: nil spec")
 	}
@@ -49,12 +57,17 @@ func (p *Profile) ApplySpec(s *specs.Spec) error {
 		if s.Linux == nil {
 			s.Linux = &specs.Linux{}
 		}
-		applySeccomp(s.Linux, p.Seccomp.Deny)
+		applySeccomp(s.Linux, p.Seccomp.Deny, cfg.listener)
 	}
 	return nil
 }
 
-func applySeccomp(l *specs.Linux, deny []string) {
+// SpecOption modifies ApplySpec.
+type SpecOption func(*specConfig)
+
+type specConfig struct{ listener string }
+
+func applySeccomp(l *specs.Linux, deny []string, listener string) {
 	if l.Seccomp == nil {
 		// No profile given (plain `ctr run`): allow by default, deny ours.
 		l.Seccomp = &specs.LinuxSeccomp{
@@ -63,10 +76,19 @@ func applySeccomp(l *specs.Linux, deny []string) {
 		}
 	}
 	sc := l.Seccomp
+	action := specs.ActErrno
+	if listener != "" {
+		action = specs.ActNotify
+		sc.ListenerPath = listener
+		sc.ListenerMetadata = "vordr"
+	}
 	// A name both allowed and denied would make libseccomp refuse the
 	// filter; ours wins, so strip denied names from the other rules.
 	rules := sc.Syscalls[:0]
 	for _, r := range sc.Syscalls {
+		if slices.Equal(r.Names, deny) && (r.Action == specs.ActErrno || r.Action == specs.ActNotify) {
+			continue // ours, from an earlier ApplySpec: re-added below
+		}
 		if r.Action != specs.ActErrno && r.Action != specs.ActKill && r.Action != specs.ActKillProcess && r.Action != specs.ActKillThread && r.Action != specs.ActTrap {
 			r.Names = slices.DeleteFunc(slices.Clone(r.Names), func(n string) bool { return slices.Contains(deny, n) })
 			if len(r.Names) == 0 {
@@ -75,19 +97,12 @@ func applySeccomp(l *specs.Linux, deny []string) {
 		}
 		rules = append(rules, r)
 	}
-	eperm := uint(1) // EPERM
-	for _, r := range rules {
-		if r.Action == specs.ActErrno && len(r.Args) == 0 && r.ErrnoRet != nil && *r.ErrnoRet == eperm &&
-			slices.Equal(r.Names, deny) {
-			sc.Syscalls = rules
-			return // already applied
-		}
+	r := specs.LinuxSyscall{Names: slices.Clone(deny), Action: action}
+	if action == specs.ActErrno {
+		eperm := uint(1) // EPERM
+		r.ErrnoRet = &eperm
 	}
-	sc.Syscalls = append(rules, specs.LinuxSyscall{
-		Names:    slices.Clone(deny),
-		Action:   specs.ActErrno,
-		ErrnoRet: &eperm,
-	})
+	sc.Syscalls = append(rules, r)
 }
 
 func nativeArches() []specs.Arch {
