@@ -11,11 +11,10 @@ import (
 )
 
 // Collect removes the node-wide entries of containers whose guarding process
-// died without closing its guard (a shim killed with SIGKILL), and unloads
-// the program set when no container is left. The shim calls it from
+// died without closing its guard (a shim killed with SIGKILL). The shim calls it from
 // `delete`, which containerd runs after it found a shim dead, so stale
-// entries do not wait for the next Attach. It returns how many containers
-// it removed. A node without a pinned set is not an error.
+// entries do not wait for the next Attach; with Options.UnloadWhenIdle it
+// also unloads an idle set. It returns how many containers it removed. A node without a pinned set is not an error.
 func Collect(o Options) (removed int, err error) {
 	o.defaults()
 	dir := filepath.Join(o.PinDir, vbpf.Version())
@@ -36,6 +35,12 @@ func Collect(o Options) (removed int, err error) {
 		}
 		defer n.close()
 		removed = n.gcEntries()
+		if err := n.reconcileSyscount(); err != nil {
+			return err
+		}
+		if !o.UnloadWhenIdle {
+			return nil
+		}
 		return n.unloadIfIdle()
 	})
 	if err != nil {

@@ -151,3 +151,31 @@ func TestNoMountMarksInHostNamespace(t *testing.T) {
 		t.Errorf("host exec affected: %v", err)
 	}
 }
+
+func TestFanotifyCyclesLeaveNothing(t *testing.T) {
+	requireRoot(t)
+	cg := newCgroup(t)
+	m := startMini(t, cg, "true")
+	o := testOptions(t)
+	p := mustProfile(t, "strict")
+	before := openFDs(t)
+	for i := 0; i < 20; i++ {
+		g, err := Attach(t.Context(), Target{ContainerID: "cycle", CgroupPath: cg.path, InitPID: m.cmd.Process.Pid}, p, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g.files == nil || g.files.execMarks == 0 {
+			t.Fatalf("no fanotify marks placed: %v", g.Mechanisms())
+		}
+		g.Close()
+		for range g.Events() {
+		}
+	}
+	if after := openFDs(t); after > before {
+		t.Errorf("%d descriptors (fanotify groups, maps, links) leaked over 20 cycles", after-before)
+	}
+	// With the group closed no mark remains: the container runs freely.
+	if out := m.run(t); out != "" {
+		t.Errorf("unexpected output %q", out)
+	}
+}

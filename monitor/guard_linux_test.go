@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -281,6 +282,7 @@ func TestAttachCloseLeavesNoTrace(t *testing.T) {
 	gk, _ := attach(t, keep, mustProfile(t, "balanced"), o, 0)
 	cg := newCgroup(t)
 	p := mustProfile(t, "name = \"cycle\"\n[network]\nconnect = \"deny\"\nallow = [\"127.0.0.1:80\", \"*:53/udp\"]\n")
+	fdsBefore, heapBefore := openFDs(t), heapInUse()
 	for i := 0; i < 100; i++ {
 		g, err := Attach(t.Context(), Target{ContainerID: "cycle", CgroupPath: cg.path}, p, o)
 		if err != nil {
@@ -294,6 +296,12 @@ func TestAttachCloseLeavesNoTrace(t *testing.T) {
 		}
 		for range g.Events() {
 		}
+	}
+	if fds := openFDs(t); fds > fdsBefore {
+		t.Errorf("%d file descriptors leaked over 100 cycles", fds-fdsBefore)
+	}
+	if grown := int64(heapInUse()) - int64(heapBefore); grown > 4<<20 {
+		t.Errorf("heap grew by %d bytes over 100 cycles", grown)
 	}
 	dir := filepath.Join(o.PinDir, vbpf.Version())
 	count := func(name string, key any) int {
@@ -369,14 +377,29 @@ func TestDeadOwnerCollected(t *testing.T) {
 	if err != nil {
 		t.Fatalf("cgroup of a dead owner cannot be guarded again: %v", err)
 	}
-	// CollectGarbage does the same without an Attach.
+	// Collect does the same without an Attach.
 	if err := m.Update(cg.id, c, ebpf.UpdateExist); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := CollectGarbage(o); err != nil || n != 1 {
-		t.Errorf("CollectGarbage = %d, %v; want 1 entry collected", n, err)
+	if n, err := Collect(o); err != nil || n != 1 {
+		t.Errorf("Collect = %d, %v; want 1 entry collected", n, err)
 	}
 	g3.Close()
 	for range g3.Events() {
 	}
+}
+
+func openFDs(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse
 }

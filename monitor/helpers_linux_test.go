@@ -126,7 +126,7 @@ func (cg *testCgroup) helper(mode string, args ...string) *exec.Cmd {
 func testOptions(t testing.TB) Options {
 	t.Helper()
 	pin := fmt.Sprintf("/sys/fs/bpf/vordr-test-%d-%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "_"))
-	o := Options{PinDir: pin, LockPath: filepath.Join(t.TempDir(), "bpf.lock"), PollInterval: 50 * time.Millisecond}
+	o := Options{PinDir: pin, LockPath: filepath.Join(t.TempDir(), "bpf.lock"), PollInterval: 50 * time.Millisecond, UnloadWhenIdle: true}
 	t.Cleanup(func() {
 		if ents, err := os.ReadDir(pin); err == nil {
 			t.Errorf("program set not unloaded: %s still holds %d entries", pin, len(ents))

@@ -70,7 +70,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "monitorbench: needs root (cgroups, eBPF, fanotify)")
 		os.Exit(2)
 	}
-	b := &bench{opts: monitor.Options{PinDir: *pinDir, LockPath: filepath.Join(os.TempDir(), "vordr-bench.lock")}}
+	b := &bench{opts: monitor.Options{PinDir: *pinDir, LockPath: filepath.Join(os.TempDir(), "vordr-bench.lock"), UnloadWhenIdle: true}}
 	var results []result
 	balanced, _ := monitor.LoadProfile("balanced")
 	strict, _ := monitor.LoadProfile("strict")
