@@ -16,9 +16,9 @@ package gate
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -101,7 +101,25 @@ type Decision struct {
 	Err     error // nil: verified
 	Cached  bool
 	Elapsed time.Duration
+	// Phases times the steps of the check, for the log.
+	Phases phases
 }
+
+// phases records how long each step of a check took.
+type phases struct {
+	last  time.Time
+	steps []string
+}
+
+func (p *phases) mark(step string) {
+	now := time.Now()
+	if !p.last.IsZero() {
+		p.steps = append(p.steps, step+"="+now.Sub(p.last).Round(time.Microsecond).String())
+	}
+	p.last = now
+}
+
+func (p *phases) String() string { return strings.Join(p.steps, " ") }
 
 // PreCreate implements task.Hook.
 func (g *Gate) PreCreate(ctx context.Context, c *task.Container) error {
@@ -116,12 +134,13 @@ func (g *Gate) PreCreate(ctx context.Context, c *task.Container) error {
 		return nil
 	}
 	pol, pd, err := g.loadPolicy(path)
+	lg = lg.WithField("policy_load", time.Since(start).Round(time.Microsecond).String())
 	if err != nil {
 		return fmt.Errorf("verification policy %q (%s) cannot be loaded, so nothing can be verified; fix the file or the runtime config: %w", name, path, err)
 	}
 	d := g.check(namespaces.WithNamespace(ctx, c.Namespace), c, pol, pd)
 	d.Policy, d.Elapsed = name, time.Since(start)
-	lg = lg.WithFields(log.Fields{"image": d.Image, "policy": name, "mode": d.Mode, "cached": d.Cached, "took": d.Elapsed.String()})
+	lg = lg.WithFields(log.Fields{"image": d.Image, "policy": name, "mode": d.Mode, "cached": d.Cached, "took": d.Elapsed.String(), "phases": d.Phases.String()})
 	if d.Err == nil {
 		lg.Info("vordr gate: image verified")
 		return nil
@@ -136,7 +155,7 @@ func (g *Gate) PreCreate(ctx context.Context, c *task.Container) error {
 		return nil
 	default:
 		lg.WithError(d.Err).Error("vordr gate: refused")
-		return fmt.Errorf("image %s is not verified under policy %q (strict): %w", d.Image, name, errors.Join(d.Err, errdefs.ErrPermissionDenied))
+		return fmt.Errorf("image %s is not verified under policy %q (strict): %w: %w", d.Image, name, d.Err, errdefs.ErrPermissionDenied)
 	}
 }
 
@@ -215,12 +234,16 @@ func (g *Gate) getClient() (*containerd.Client, error) {
 func (g *Gate) check(ctx context.Context, c *task.Container, pol *policy.Policy, pd digest.Digest) (d Decision) {
 	d.Mode = pol.Mode
 	d.Image = "(unknown)"
+	d.Phases.mark("")
+	defer func() { d.Phases.mark("snapshot") }()
 	client, err := g.getClient()
 	if err != nil {
 		d.Err = err
 		return d
 	}
+	d.Phases.mark("connect")
 	rec, img, err := plugin.ContainerImage(ctx, client, c.ID)
+	d.Phases.mark("lookup")
 	if rec.Image != "" {
 		d.Image = rec.Image
 	}
@@ -256,7 +279,9 @@ func (g *Gate) check(ctx context.Context, c *task.Container, pol *policy.Policy,
 			d.Err = err
 			return d
 		}
+		d.Phases.mark("load")
 		res, err := ev.Verify(ctx, pol, ctp.VerifyOptions{})
+		d.Phases.mark("verify")
 		if err == nil && res.Decision != ctp.Accept {
 			err = &ctp.Error{Code: res.ErrorCode, Reason: res.Reason, Msg: res.Message}
 		}
