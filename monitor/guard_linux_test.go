@@ -49,10 +49,13 @@ func TestExecIsFirstEvent(t *testing.T) {
 	if e.Drift {
 		t.Errorf("/bin/true reported as drift")
 	}
-	c.waitFor(t, "exit", func(e Event) bool { return e.Kind == KindExit && e.PID == cmd.Process.Pid })
+	c.waitFor(t, "exit", func(e Event) bool { return e.Kind == KindExit && e.PID == cmd.Process.Pid && e.ExitStatus == 0 })
+	f := cg.cmd("/bin/false")
+	f.Run()
+	c.waitFor(t, "exit status 1", func(e Event) bool { return e.Kind == KindExit && e.PID == f.Process.Pid && e.ExitStatus == 1<<8 })
 	s := g.Stats()
-	if s.Execs != 1 || s.Seen < 2 || s.Dropped != 0 {
-		t.Errorf("stats %+v, want 1 exec, ≥2 seen, 0 dropped", s)
+	if s.Execs != 2 || s.Seen < 4 || s.Dropped != 0 {
+		t.Errorf("stats %+v, want 2 execs, ≥4 seen, 0 dropped", s)
 	}
 }
 
@@ -178,9 +181,13 @@ func TestCgroupsDoNotMixAndHostIsIgnored(t *testing.T) {
 func TestExecBurstAlert(t *testing.T) {
 	requireRoot(t)
 	cg := newCgroup(t)
-	_, c := attach(t, cg, mustProfile(t, "balanced"), testOptions(t), 0)
+	g, c := attach(t, cg, mustProfile(t, "balanced"), testOptions(t), 0)
 	if err := cg.helper("execs", "300").Run(); err != nil {
 		t.Fatal(err)
+	}
+	// Every /bin/true is a fork (vfork) of the helper: counted, not emitted.
+	if s := g.Stats(); s.Forks < 300 || s.Execs < 301 {
+		t.Errorf("stats %+v, want ≥300 forks and ≥301 execs", s)
 	}
 	e := c.waitFor(t, "exec-burst alert", func(e Event) bool { return e.Alert != nil && e.Alert.Rule == RuleExecBurst })
 	if e.Alert.ContainerID != filepath.Base(cg.path) || e.Alert.Severity != SevMedium || e.Alert.Evidence["execs"] == "" {
