@@ -2,7 +2,10 @@
 
 // Command demo runs vordr's main job end to end on a private containerd:
 // build an image, import it, run a container under io.containerd.vordr.v1 and
-// show what the runtime saw. Every step prints the command a user would type.
+// show what the runtime saw; then sign the image into a .ctp bundle, import
+// it with verification, run it under a strict policy, and watch a tampered
+// bundle and an unverified image be refused. Every step prints the command a
+// user would type.
 package main
 
 import (
@@ -15,11 +18,15 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/vordr-project/vordr/ctp"
 	"github.com/vordr-project/vordr/internal/daemon"
 	"github.com/vordr-project/vordr/internal/testimage"
 )
 
-const image = "docker.io/vordr/busybox:demo"
+const (
+	image       = "docker.io/vordr/busybox:demo"
+	signedImage = "docker.io/vordr/app:1.0"
+)
 
 func main() {
 	binDir := flag.String("bin", "bin", "directory with the built vordr binaries")
@@ -99,7 +106,114 @@ func run(binDir string) error {
 			fmt.Println(indent(line))
 		}
 	}
+	return verified(d, binDir, archive, ctr)
+}
+
+// verified is the second half of the demo: a signed bundle, imported with
+// verification, runs under a strict policy; a tampered one never gets in, and
+// the unverified image from the first half is refused at Create.
+func verified(d *daemon.Daemon, binDir, archive string, ctr func(args ...string) (string, error)) error {
+	work := filepath.Join(d.Dir, "demo")
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return err
+	}
+	vordr := func(args ...string) (string, error) {
+		fmt.Printf("$ vordr %s\n", strings.Join(args, " "))
+		cmd := exec.Command(filepath.Join(binDir, "vordr"), args...)
+		cmd.Dir = work
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err := cmd.Run()
+		fmt.Print(indent(out.String()))
+		return out.String(), err
+	}
+	cd := []string{"--address", d.Address, "--namespace", d.Namespace}
+
+	step("make a signing key, pack the image into a .ctp bundle, sign it")
+	if _, err := vordr("ctp", "keygen", "release"); err != nil {
+		return err
+	}
+	if _, err := vordr("ctp", "pack", "--progress", "never", "--name", "app", "--version", "1.0", "--ref", signedImage, "-o", "app.ctp", archive); err != nil {
+		return err
+	}
+	if _, err := vordr("ctp", "sign", "--key", "release.key", "app.ctp"); err != nil {
+		return err
+	}
+	policy := "version = 1\nmode = \"strict\"\nrequired_predicates = [\"https://slsa.dev/provenance/v1\"]\n\n[[signers]]\nname = \"release\"\nkey = \"release.pub\"\n"
+	if err := os.WriteFile(filepath.Join(work, "strict.toml"), []byte(policy), 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("strict.toml:\n%s", indent(policy))
+
+	step("verify and import it into containerd (content, snapshots, image record, all or nothing)")
+	if _, err := vordr(append(append([]string{"import"}, cd...), "--progress", "never", "--policy", "strict.toml", "app.ctp")...); err != nil {
+		return err
+	}
+	if _, err := vordr(append([]string{"images"}, cd...)...); err != nil {
+		return err
+	}
+
+	step("a tampered bundle (one byte of a layer changed) is refused, and nothing of it enters containerd")
+	if err := tamper(filepath.Join(work, "app.ctp"), filepath.Join(work, "tampered.ctp")); err != nil {
+		return err
+	}
+	out, err := vordr(append(append([]string{"import"}, cd...), "--progress", "never", "--policy", "strict.toml", "--name", "docker.io/vordr/app:tampered", "tampered.ctp")...)
+	if err == nil || !strings.Contains(out, "MALFORMED_BUNDLE") {
+		return fmt.Errorf("the tampered bundle was not refused (%v)", err)
+	}
+	fmt.Println("refused, as it must be; images now:")
+	if _, err := ctr("images", "ls", "-q"); err != nil {
+		return err
+	}
+
+	step("run under io.containerd.vordr.v1 with the strict policy: the gate re-verifies the stored attestations at Create")
+	cfg := fmt.Sprintf("default_policy = \"strict\"\n[policies]\nstrict = %q\n[runc]\nRoot = %q\n[events]\ndir = %q\n",
+		filepath.Join(work, "strict.toml"), d.RuncRoot, filepath.Join(d.Dir, "events"))
+	cfgPath := filepath.Join(work, "runtime.toml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("runtime.toml:\n%s", indent(cfg))
+	if _, err := ctr("run", "--rm", "--runtime", "io.containerd.vordr.v1", "--runtime-config-path", cfgPath, "--fifo-dir", d.FifoDir,
+		signedImage, "verified", "echo", "hello from a verified image"); err != nil {
+		return err
+	}
+
+	step("the same policy refuses the image imported without verification in the first half")
+	if _, err := ctr("run", "--rm", "--runtime", "io.containerd.vordr.v1", "--runtime-config-path", cfgPath, "--fifo-dir", d.FifoDir,
+		image, "unverified", "true"); err == nil {
+		return fmt.Errorf("an unverified image ran under a strict policy")
+	}
+	fmt.Println("refused, as it must be")
+
+	step("what the gate logged")
+	for _, line := range strings.Split(d.Log(), "\n") {
+		if strings.Contains(line, "vordr gate") {
+			fmt.Println(indent(line))
+		}
+	}
 	return nil
+}
+
+// tamper copies a bundle and flips one byte in the middle of its first layer.
+func tamper(in, out string) error {
+	b, err := ctp.OpenFile(in, ctp.Options{})
+	if err != nil {
+		return err
+	}
+	ra, err := b.ReaderAt(b.Layers()[0].Digest)
+	if err != nil {
+		b.Close()
+		return err
+	}
+	_, off, n := ra.SectionReader.Outer()
+	b.Close()
+	data, err := os.ReadFile(in)
+	if err != nil {
+		return err
+	}
+	data[off+n/2] ^= 0xff
+	return os.WriteFile(out, data, 0o644)
 }
 
 func indent(s string) string {
