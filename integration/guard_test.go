@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -425,4 +426,36 @@ func rssKiB(pid int) int64 {
 		}
 	}
 	return 0
+}
+
+// TestVordrEventsCLI: `vordr events` prints a finished container's events
+// from its log, and `vordr events --bus` streams alerts from containerd.
+func TestVordrEventsCLI(t *testing.T) {
+	bin := vordrBinary(t)
+	bus := exec.Command(bin, "events", "--bus", "--json", "--address", shared.Address, "--namespace", shared.Namespace)
+	busOut := &syncBuffer{}
+	bus.Stdout, bus.Stderr = busOut, busOut
+	if err := bus.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { bus.Process.Kill(); bus.Wait() }()
+	time.Sleep(300 * time.Millisecond) // subscribed before the container runs
+
+	_, _, id := runIn(t, profileRuntime("balanced"), []string{"cat", "/etc/shadow"})
+	out, err := exec.Command(bin, "events", "--dir", shared.EventsDir, "--namespace", shared.Namespace, "--container", id).CombinedOutput()
+	if err != nil {
+		t.Fatalf("vordr events: %v\n%s", err, out)
+	}
+	text := string(out)
+	for _, want := range []string{"guard", "exec", "/bin/cat", "sensitive-file", `"seen"`} {
+		if !strings.Contains(text, want) {
+			t.Errorf("vordr events output lacks %q:\n%s", want, text)
+		}
+	}
+	eventually(t, 10*time.Second, func() error {
+		if !strings.Contains(busOut.String(), `"rule":"sensitive-file"`) || !strings.Contains(busOut.String(), id) {
+			return fmt.Errorf("vordr events --bus printed no sensitive-file alert for %s:\n%s", id, busOut.String())
+		}
+		return nil
+	})
 }

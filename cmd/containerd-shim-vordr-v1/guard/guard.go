@@ -106,6 +106,7 @@ func (h *hook) PostCreate(ctx context.Context, c *task.Container) error {
 	if ev.Webhook != "" {
 		g.webhook = newWebhook(ev.Webhook)
 	}
+	start := time.Now()
 	guard, err := monitor.Attach(ctx, monitor.Target{
 		ContainerID: c.ID,
 		CgroupPath:  c.CgroupDir,
@@ -129,7 +130,7 @@ func (h *hook) PostCreate(ctx context.Context, c *task.Container) error {
 	g.guard = guard
 	g.pumped = make(chan struct{})
 	mech := guard.Mechanisms()
-	log.G(ctx).WithFields(log.Fields{"id": c.ID, "profile": g.profile.Name, "cgroup_id": guard.CgroupID(), "mechanisms": mech}).Info("vordr: guard attached")
+	log.G(ctx).WithFields(log.Fields{"id": c.ID, "profile": g.profile.Name, "cgroup_id": guard.CgroupID(), "mechanisms": mech, "took": time.Since(start)}).Info("vordr: guard attached")
 	h.publish(ctx, alerts.TopicGuard, alerts.MediaTypeGuard, map[string]any{
 		"event": "attached", "container_id": c.ID, "namespace": c.Namespace, "profile": g.profile.Name,
 		"cgroup_id": guard.CgroupID(), "mechanisms": mech,
