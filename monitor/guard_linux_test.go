@@ -120,6 +120,11 @@ allow = ["127.0.0.1:` + strconv.Itoa(allowed) + `/tcp"]
 	if out, err := cg.helper("connect", "127.0.0.1:"+strconv.Itoa(allowed)).CombinedOutput(); err != nil {
 		t.Fatalf("connect to the allow-listed port failed: %v %s", err, out)
 	}
+	// IPv6 goes through connect6 and is denied the same way.
+	out, err = cg.helper("connect", "[::1]:"+strconv.Itoa(denied)).CombinedOutput()
+	if !errors.As(err, &ee) || ee.ExitCode() != 13 {
+		t.Fatalf("IPv6 connect: err=%v out=%s, want EPERM inside", err, out)
+	}
 	// The host, outside the cgroup, is unaffected.
 	hc, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(denied))
 	if err != nil {
@@ -132,9 +137,12 @@ allow = ["127.0.0.1:` + strconv.Itoa(allowed) + `/tcp"]
 		t.Errorf("denied port %d, want %d", e.Port, denied)
 	}
 	c.waitFor(t, "allowed connect", func(e Event) bool { return e.Kind == KindConnect && e.Verdict == Allowed && int(e.Port) == allowed })
+	c.waitFor(t, "denied IPv6 connect", func(e Event) bool {
+		return e.Kind == KindConnect && e.Verdict == Denied && e.Addr == netip.IPv6Loopback() && e.Mechanism == "bpf:cgroup/connect6"
+	})
 	c.waitFor(t, "connect-denied alert", func(e Event) bool { return e.Alert != nil && e.Alert.Rule == RuleConnectDenied })
-	if s := g.Stats(); s.Denied != 1 {
-		t.Errorf("stats.Denied = %d, want 1", s.Denied)
+	if s := g.Stats(); s.Denied != 2 {
+		t.Errorf("stats.Denied = %d, want 2", s.Denied)
 	}
 	for _, e := range c.snapshot() {
 		if e.PID == os.Getpid() {

@@ -34,7 +34,7 @@ type SeccompAgent struct {
 	ln    *net.UnixListener
 	mu    sync.Mutex
 	sinks map[string]func(Event)
-	fds   map[string]int
+	fds   map[int]string // notification descriptor → container id
 	wg    sync.WaitGroup
 	done  chan struct{}
 
@@ -57,7 +57,7 @@ func StartSeccompAgent(path string) (*SeccompAgent, error) {
 	if path[0] != '@' {
 		os.Chmod(path, 0o600)
 	}
-	a := &SeccompAgent{path: path, ln: ln, sinks: map[string]func(Event){}, fds: map[string]int{}, done: make(chan struct{})}
+	a := &SeccompAgent{path: path, ln: ln, sinks: map[string]func(Event){}, fds: map[int]string{}, done: make(chan struct{})}
 	a.wg.Add(1)
 	go a.accept()
 	return a, nil
@@ -75,12 +75,9 @@ func (a *SeccompAgent) Close() error {
 	}
 	close(a.done)
 	err := a.ln.Close()
-	a.mu.Lock()
-	for id, fd := range a.fds {
-		unix.Close(fd)
-		delete(a.fds, id)
-	}
-	a.mu.Unlock()
+	// Each serve loop sees done within one poll interval and closes its
+	// own descriptor (closing it here could race with a poll on a reused
+	// descriptor number).
 	a.wg.Wait()
 	if a.path[0] != '@' {
 		os.Remove(a.path)
@@ -165,11 +162,10 @@ func (a *SeccompAgent) receive(c *net.UnixConn) error {
 		return errors.New("seccomp agent: no seccompFd in runc's message")
 	}
 	id := st.State.ID
+	// runc exec brings another filter (and descriptor) for the same
+	// container: each is served until its processes are gone.
 	a.mu.Lock()
-	if old, ok := a.fds[id]; ok {
-		unix.Close(old) // an exec'd process of the same container brings a new filter
-	}
-	a.fds[id] = notifyFD
+	a.fds[notifyFD] = id
 	a.mu.Unlock()
 	a.wg.Add(1)
 	go a.serve(id, notifyFD)
@@ -202,8 +198,8 @@ func (a *SeccompAgent) serve(id string, fd int) {
 	defer a.wg.Done()
 	defer func() {
 		a.mu.Lock()
-		if a.fds[id] == fd {
-			delete(a.fds, id)
+		if _, ok := a.fds[fd]; ok {
+			delete(a.fds, fd)
 			unix.Close(fd)
 		}
 		a.mu.Unlock()
