@@ -19,7 +19,9 @@ import (
 	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	containerd "github.com/containerd/containerd/v2/client"
 
+	vbpf "github.com/vordr-project/vordr/bpf"
 	"github.com/vordr-project/vordr/internal/daemon"
+	"github.com/vordr-project/vordr/monitor"
 )
 
 const (
@@ -38,6 +40,9 @@ var (
 	// need CRI start their own.
 	shared *daemon.Daemon
 )
+
+// pinnedSet is where the guard pins its node-wide eBPF programs and maps.
+var pinnedSet = filepath.Join("/sys/fs/bpf/vordr", vbpf.Version())
 
 var hostPaths = []string{"/run/containerd", "/etc/containerd", "/var/lib/containerd", "/var/log/vordr"}
 
@@ -79,10 +84,25 @@ func run(m *testing.M) int {
 		_, err := os.Stat(p)
 		before = append(before, err == nil)
 	}
+	_, pinnedErr := os.Stat(pinnedSet)
+	pinnedBefore := pinnedErr == nil
 	code := m.Run()
 	if leaks := shared.Stop(); len(leaks) > 0 && code == 0 {
 		fmt.Fprintf(os.Stderr, "integration: the shared containerd had to clean up by force: %v\n", leaks)
 		code = 1
+	}
+	// The guard keeps its node-wide program set pinned while idle (the next
+	// container starts faster); the tests loaded it, so they unload it, and
+	// an entry still in it is a leak.
+	if !pinnedBefore {
+		if n, err := monitor.Collect(monitor.Options{UnloadWhenIdle: true}); err != nil || n > 0 {
+			fmt.Fprintf(os.Stderr, "integration: stale guard entries of dead shims: %d (%v)\n", n, err)
+			code = 1
+		}
+		if _, err := os.Stat(pinnedSet); err == nil {
+			fmt.Fprintf(os.Stderr, "integration: the pinned eBPF set %s is still in use after every container was deleted\n", pinnedSet)
+			code = 1
+		}
 	}
 	for i, p := range hostPaths {
 		if _, err := os.Stat(p); err == nil && !before[i] {
