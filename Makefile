@@ -15,7 +15,7 @@ TEST_TIMEOUT ?= 30m
 
 BINARIES := containerd-shim-vordr-v1 vordr
 
-.PHONY: all deps build test unit integration bench demo install clean generate fmt vet
+.PHONY: all deps build test unit integration bench demo install clean generate fmt vet fuzz
 
 all: build
 
@@ -51,6 +51,11 @@ bench: deps build ## benchmarks: vordr vs runc.v2 in the same run
 
 demo: deps build ## pack, run a container under vordr, show what vordr saw
 	bash hack/demo.sh
+
+FUZZTIME ?= 2m
+fuzz: ## longer fuzzing of the bundle reader and the policy parser (seed corpora run in `make test`)
+	$(GO) test -run XXX -fuzz FuzzOpen -fuzztime $(FUZZTIME) ./ctp/
+	$(GO) test -run XXX -fuzz FuzzParse -fuzztime $(FUZZTIME) ./ctp/policy/
 
 install: build
 	install -m 0755 $(addprefix $(BIN)/,$(BINARIES)) $(PREFIX)/bin/
