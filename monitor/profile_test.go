@@ -1,10 +1,13 @@
 package monitor
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -227,5 +230,25 @@ func TestDetectorSyscallSpike(t *testing.T) {
 	}
 	if !raised {
 		t.Error("a 20× spike after learning was not raised")
+	}
+}
+
+func TestEventJSONRoundTrip(t *testing.T) {
+	in := Event{Time: time.Unix(1, 2).UTC(), Kind: KindConnect, ContainerID: "c", CgroupID: 7, PID: 3,
+		Addr: netip.MustParseAddr("::1"), Port: 80, Protocol: "tcp", Verdict: Denied, Mechanism: "bpf:cgroup/connect6",
+		Alert: &Alert{Rule: RuleConnectDenied, Severity: SevCritical, ContainerID: "c", Evidence: map[string]string{"a": "b"}}}
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(b, []byte(`"severity":"critical"`)) {
+		t.Errorf("severity not readable: %s", b)
+	}
+	var out Event
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(in, out) {
+		t.Errorf("round trip:\n%+v\n%+v", in, out)
 	}
 }
