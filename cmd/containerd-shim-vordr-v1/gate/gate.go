@@ -87,7 +87,24 @@ func New(ic *cplugin.InitContext, publisher shim.Publisher) (task.Hook, error) {
 	if addr == "" {
 		addr = os.Getenv("GRPC_ADDRESS")
 	}
-	return &Gate{address: addr, publisher: publisher, policies: map[string]*loadedPolicy{}, verified: map[string]verdict{}}, nil
+	g := &Gate{address: addr, publisher: publisher, policies: map[string]*loadedPolicy{}, verified: map[string]verdict{}}
+	if addr != "" {
+		// Connect while containerd is still starting the shim, so the first
+		// Create does not pay for the connection.
+		go g.warm()
+	}
+	return g, nil
+}
+
+// warm opens the connection to containerd with one cheap call.
+func (g *Gate) warm() {
+	c, err := g.getClient()
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _ = c.Version(ctx)
 }
 
 // Name implements task.Hook.
