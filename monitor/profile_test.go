@@ -114,13 +114,22 @@ func TestApplySpec(t *testing.T) {
 		t.Error("balanced: want no_new_privileges, rootfs as given")
 	}
 	sc := s.Linux.Seccomp
-	if sc == nil || sc.DefaultAction != specs.ActAllow || len(sc.Syscalls) != 1 || sc.Syscalls[0].Action != specs.ActErrno ||
-		!slices.Contains(sc.Syscalls[0].Names, "init_module") || !slices.Contains(sc.Syscalls[0].Names, "bpf") || slices.Contains(sc.Syscalls[0].Names, "ptrace") {
-		t.Errorf("balanced seccomp %+v", sc)
+	if sc == nil || sc.DefaultAction != specs.ActErrno || len(sc.Syscalls) < 2 {
+		t.Fatalf("balanced without a spec profile must start from containerd's default: %+v", sc)
 	}
+	ours := sc.Syscalls[len(sc.Syscalls)-1]
+	if ours.Action != specs.ActErrno || !slices.Contains(ours.Names, "init_module") || !slices.Contains(ours.Names, "bpf") || slices.Contains(ours.Names, "ptrace") {
+		t.Errorf("balanced deny rule %+v", ours)
+	}
+	for _, r := range sc.Syscalls[:len(sc.Syscalls)-1] {
+		if r.Action == specs.ActAllow && slices.Contains(r.Names, "clock_adjtime") {
+			t.Errorf("a denied syscall is still allowed by the default profile: %v", r.Names)
+		}
+	}
+	n := len(sc.Syscalls)
 	bal.ApplySpec(s) // idempotent
-	if len(s.Linux.Seccomp.Syscalls) != 1 {
-		t.Errorf("ApplySpec twice added rules: %d", len(s.Linux.Seccomp.Syscalls))
+	if len(s.Linux.Seccomp.Syscalls) != n {
+		t.Errorf("ApplySpec twice: %d rules, then %d", n, len(s.Linux.Seccomp.Syscalls))
 	}
 
 	// An existing allow-list profile keeps its rules, minus what strict denies.

@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"slices"
 
+	ctrdseccomp "github.com/containerd/containerd/v2/contrib/seccomp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -57,6 +58,12 @@ func (p *Profile) ApplySpec(s *specs.Spec, opts ...SpecOption) error {
 		if s.Linux == nil {
 			s.Linux = &specs.Linux{}
 		}
+		if s.Linux.Seccomp == nil {
+			// No profile given (plain `ctr run`): start from containerd's
+			// default, computed for the capabilities left after the
+			// intersection above, as nerdctl and the CRI plugin do.
+			s.Linux.Seccomp = ctrdseccomp.DefaultProfile(s)
+		}
 		applySeccomp(s.Linux, p.Seccomp.Deny, cfg.listener)
 	}
 	return nil
@@ -69,7 +76,8 @@ type specConfig struct{ listener string }
 
 func applySeccomp(l *specs.Linux, deny []string, listener string) {
 	if l.Seccomp == nil {
-		// No profile given (plain `ctr run`): allow by default, deny ours.
+		// Only reached by callers without a spec-level default: allow by
+		// default, deny ours.
 		l.Seccomp = &specs.LinuxSeccomp{
 			DefaultAction: specs.ActAllow,
 			Architectures: nativeArches(),
