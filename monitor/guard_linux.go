@@ -110,6 +110,9 @@ type Guard struct {
 	detMu   sync.Mutex
 	mech    map[string]string
 	monoOff int64 // wall ns - monotonic ns
+	// inserted: this guard put the containers entry in; only then may it
+	// remove it (a refused second Attach must not remove the first's).
+	inserted bool
 
 	events    chan Event
 	sendMu    sync.RWMutex // guards closed against late senders (seccomp agent)
@@ -314,6 +317,7 @@ func Attach(ctx context.Context, t Target, p *Profile, o Options) (_ *Guard, err
 			set.removeEntry(g.cgid)
 			return fmt.Errorf("insert container (at most %d per node): %w", set.maps[vbpf.MapContainers].MaxEntries(), err)
 		}
+		g.inserted = true
 		if err := set.reconcileSyscount(); err != nil {
 			set.removeEntry(g.cgid)
 			return err
@@ -597,7 +601,7 @@ func (g *Guard) teardown() error {
 	if g.set != nil {
 		err := withLock(g.o.LockPath, func() error {
 			var c vbpf.Container
-			if g.set.maps[vbpf.MapContainers].Lookup(g.cgid, &c) == nil && c.OwnerPid == uint32(os.Getpid()) {
+			if g.inserted && g.set.maps[vbpf.MapContainers].Lookup(g.cgid, &c) == nil && c.OwnerPid == uint32(os.Getpid()) {
 				g.set.removeEntry(g.cgid)
 			}
 			g.set.gcEntries()

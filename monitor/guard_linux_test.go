@@ -306,6 +306,11 @@ func TestAttachCloseLeavesNoTrace(t *testing.T) {
 		if _, err := Attach(t.Context(), Target{ContainerID: "dup", CgroupPath: cg.path}, p, o); !errors.Is(err, ErrAlreadyGuarded) {
 			t.Fatalf("second guard on one cgroup: %v, want ErrAlreadyGuarded", err)
 		}
+		// The refused Attach must not have removed the first guard's entry.
+		var c vbpf.Container
+		if err := g.set.maps[vbpf.MapContainers].Lookup(g.cgid, &c); err != nil {
+			t.Fatalf("cycle %d: a refused second Attach removed the guard's entry: %v", i, err)
+		}
 		if err := g.Close(); err != nil {
 			t.Fatalf("cycle %d close: %v", i, err)
 		}
