@@ -109,7 +109,8 @@ allow = ["127.0.0.1:` + strconv.Itoa(allowed) + `/tcp"]
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, c := attach(t, cg, p, testOptions(t), 0)
+	o := testOptions(t)
+	g, c := attach(t, cg, p, o, 0)
 
 	cmd := cg.helper("connect", "127.0.0.1:"+strconv.Itoa(denied))
 	out, err := cmd.CombinedOutput()
@@ -124,6 +125,12 @@ allow = ["127.0.0.1:` + strconv.Itoa(allowed) + `/tcp"]
 	out, err = cg.helper("connect", "[::1]:"+strconv.Itoa(denied)).CombinedOutput()
 	if !errors.As(err, &ee) || ee.ExitCode() != 13 {
 		t.Fatalf("IPv6 connect: err=%v out=%s, want EPERM inside", err, out)
+	}
+	// Another guarded container (balanced) is unaffected.
+	other := newCgroup(t)
+	attach(t, other, mustProfile(t, "balanced"), o, 0)
+	if out, err := other.helper("connect", "127.0.0.1:"+strconv.Itoa(denied)).CombinedOutput(); err != nil {
+		t.Fatalf("another container's connect was denied: %v %s", err, out)
 	}
 	// The host, outside the cgroup, is unaffected.
 	hc, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(denied))
