@@ -68,39 +68,54 @@ func run(runs int, shimDir, jsonOut string) error {
 	if err != nil {
 		return err
 	}
-	runtimes := []string{"io.containerd.runc.v2", "io.containerd.vordr.v1"}
+	// The same runtime three ways: the control, vordr with the dev profile
+	// (guard attached, spec as given: the wrapper's own cost) and vordr with
+	// the default balanced profile (seccomp filter and capability changes in
+	// the spec, fanotify marks).
+	devCfg := filepath.Join(d.Dir, "vordr-dev.toml")
+	if err := os.WriteFile(devCfg, []byte(d.VordrTOML(`profile = "dev"`)), 0o600); err != nil {
+		return err
+	}
+	variants := []variant{
+		{"io.containerd.runc.v2", []string{"--runtime", "io.containerd.runc.v2", "--runc-root", d.RuncRoot}},
+		{"vordr.v1 (dev)", []string{"--runtime", "io.containerd.vordr.v1", "--runtime-config-path", devCfg}},
+		{"vordr.v1 (balanced)", []string{"--runtime", "io.containerd.vordr.v1"}},
+	}
 	samples := map[string][]float64{}
-	// Warm both paths (page cache, first shim exec) before measuring.
-	for i := 0; i < 2*runs+2; i++ {
-		rt := runtimes[i%2]
+	n := len(variants)
+	// Warm every path (page cache, first shim exec) before measuring.
+	for i := 0; i < n*(runs+1); i++ {
+		v := variants[i%n]
 		start := time.Now()
-		cmd := exec.Command(ctrBin, "--address", d.Address, "--namespace", d.Namespace, "run", "--rm",
-			"--runtime", rt, "--runc-root", d.RuncRoot, "--fifo-dir", d.FifoDir, image, fmt.Sprintf("b%d", i), "/bin/true")
+		args := append([]string{"--address", d.Address, "--namespace", d.Namespace, "run", "--rm", "--fifo-dir", d.FifoDir}, v.args...)
+		cmd := exec.Command(ctrBin, append(args, image, fmt.Sprintf("b%d", i), "/bin/true")...)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("ctr run under %s: %v: %s", rt, err, out)
+			return fmt.Errorf("ctr run under %s: %v: %s", v.name, err, out)
 		}
-		if i >= 2 {
-			samples[rt] = append(samples[rt], float64(time.Since(start).Microseconds())/1000)
+		if i >= n {
+			samples[v.name] = append(samples[v.name], float64(time.Since(start).Microseconds())/1000)
 		}
 	}
 	var results []result
-	for _, rt := range runtimes {
-		rss, err := shimRSS(ctx, d, rt)
+	for i, v := range variants {
+		rss, err := shimRSS(ctx, d, fmt.Sprintf("rss-%d", i), v.args)
 		if err != nil {
 			return err
 		}
-		s := append([]float64(nil), samples[rt]...)
+		s := append([]float64(nil), samples[v.name]...)
 		sort.Float64s(s)
-		results = append(results, result{Runtime: rt, Runs: len(s), MinMS: s[0], MedianMS: pct(s, 50), P90MS: pct(s, 90), ShimRSS: rss, Samples: samples[rt]})
+		results = append(results, result{Runtime: v.name, Runs: len(s), MinMS: s[0], MedianMS: pct(s, 50), P90MS: pct(s, 90), ShimRSS: rss, Samples: samples[v.name]})
 	}
 	fmt.Printf("ctr run --rm /bin/true, %d interleaved runs each\n", runs)
 	fmt.Printf("%-24s %9s %9s %9s %12s\n", "runtime", "min ms", "median", "p90", "shim RSS KiB")
 	for _, r := range results {
 		fmt.Printf("%-24s %9.1f %9.1f %9.1f %12d\n", r.Runtime, r.MinMS, r.MedianMS, r.P90MS, r.ShimRSS)
 	}
-	base, v := results[0], results[1]
-	fmt.Printf("ratio vordr/runc.v2: median %.3f, min %.3f, p90 %.3f; shim RSS %+d KiB\n",
-		v.MedianMS/base.MedianMS, v.MinMS/base.MinMS, v.P90MS/base.P90MS, v.ShimRSS-base.ShimRSS)
+	base := results[0]
+	for _, v := range results[1:] {
+		fmt.Printf("ratio %s / runc.v2: median %.3f, min %.3f, p90 %.3f; shim RSS %+d KiB\n",
+			v.Runtime, v.MedianMS/base.MedianMS, v.MinMS/base.MinMS, v.P90MS/base.P90MS, v.ShimRSS-base.ShimRSS)
+	}
 	if jsonOut != "" {
 		data, _ := json.MarshalIndent(results, "", "  ")
 		if err := os.WriteFile(jsonOut, data, 0o644); err != nil {
@@ -150,12 +165,18 @@ func importImage(ctx context.Context, d *daemon.Daemon) error {
 	return nil
 }
 
-// shimRSS runs one detached container under rt and reads its shim's VmRSS.
-func shimRSS(ctx context.Context, d *daemon.Daemon, rt string) (int64, error) {
+type variant struct {
+	name string
+	args []string // ctr run flags selecting the runtime and its options
+}
+
+// shimRSS runs one detached container with the given ctr flags and reads
+// its shim's VmRSS.
+func shimRSS(ctx context.Context, d *daemon.Daemon, id string, rtArgs []string) (int64, error) {
 	ctrBin, _ := daemon.Binary("ctr")
-	id := "rss-" + strings.ReplaceAll(rt, ".", "-")
 	base := []string{"--address", d.Address, "--namespace", d.Namespace}
-	cmd := exec.Command(ctrBin, append(base, "run", "-d", "--runtime", rt, "--runc-root", d.RuncRoot, "--fifo-dir", d.FifoDir, image, id, "sleep", "60")...)
+	args := append(append(append([]string{}, base...), "run", "-d", "--fifo-dir", d.FifoDir), rtArgs...)
+	cmd := exec.Command(ctrBin, append(args, image, id, "sleep", "60")...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return 0, fmt.Errorf("ctr run -d: %v: %s", err, out)
 	}

@@ -12,7 +12,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os/exec"
+	"strings"
 	"sync"
+	"time"
 
 	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
@@ -88,6 +90,14 @@ func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	c.mu.Lock()
 	defer c.mu.Unlock()
 
+	// Where Create's time goes, logged with the result: users compare it
+	// with runc.v2, and each hook's share shows what to tune.
+	var timing strings.Builder
+	mark := func(what string, since time.Time) {
+		fmt.Fprintf(&timing, "%s=%s ", what, time.Since(since).Round(10*time.Microsecond))
+	}
+	begin := time.Now()
+
 	ran := 0 // hooks whose PreCreate succeeded, to undo on failure
 	defer func() {
 		if retErr != nil {
@@ -101,9 +111,11 @@ func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 			return nil, fmt.Errorf("encode OCI spec: %w", err)
 		}
 		for _, h := range s.hooks {
+			t := time.Now()
 			if err := h.PreCreate(ctx, c); err != nil {
 				return nil, fmt.Errorf("vordr %s refused container %s: %w", h.Name(), r.ID, err)
 			}
+			mark(h.Name()+".pre", t)
 			ran++
 		}
 		after, err := json.Marshal(c.Spec)
@@ -117,10 +129,12 @@ func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		}
 	}
 
+	t := time.Now()
 	resp, err := s.TTRPCTaskService.Create(ctx, r)
 	if err != nil {
 		return nil, err
 	}
+	mark("runc", t)
 	created := true
 	defer func() {
 		if retErr != nil && created {
@@ -137,10 +151,13 @@ func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		return nil, err
 	}
 	for _, h := range s.hooks {
+		t := time.Now()
 		if err := h.PostCreate(ctx, c); err != nil {
 			return nil, fmt.Errorf("vordr %s could not guard container %s: %w", h.Name(), r.ID, err)
 		}
+		mark(h.Name()+".post", t)
 	}
+	mark("total", begin)
 
 	s.mu.Lock()
 	s.containers[r.ID] = c
@@ -151,6 +168,7 @@ func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		"cgroup":    c.CgroupPath,
 		"cgroup_id": c.CgroupID,
 		"config":    cfg.Source,
+		"timing":    strings.TrimSpace(timing.String()),
 	}).Info("vordr: container created")
 	return resp, nil
 }
