@@ -53,7 +53,19 @@ install_runc() {
 	stamp runc "$RUNC_VERSION"
 }
 
+# The distribution registry, for the pull-time verification test
+# (integration/verifier_test.go: a real transfer-service pull on loopback).
+REGISTRY_VERSION=${REGISTRY_VERSION:-v3.1.2}
+install_registry() {
+	stamped registry "$REGISTRY_VERSION" && return 0
+	log "building the distribution registry $REGISTRY_VERSION (~3 min cold)"
+	GOBIN="$bindir" GOFLAGS=-buildvcs=false go install \
+		"github.com/distribution/distribution/v3/cmd/registry@$REGISTRY_VERSION"
+	stamp registry "$REGISTRY_VERSION"
+}
+
 install_debs
 install_containerd
 install_runc
+install_registry
 log "toolchain ready in $bindir"
