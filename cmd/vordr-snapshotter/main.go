@@ -42,6 +42,7 @@ func main() {
 		address     = flag.String("address", "/run/vordr/snapshotter.sock", "unix socket to serve containerd's snapshots API on")
 		policyFile  = flag.String("policy", "", "verification policy (TOML or gatekeeper JSON); its mode decides: strict refuses container snapshots on unverified chains, permissive warns, audit logs. Without a policy: audit")
 		ctrdAddress = flag.String("containerd-address", "/run/containerd/containerd.sock", "containerd's gRPC socket, to re-verify the attestations stored for an image; empty: trust the snapshot labels (weaker)")
+		cacheTTL    = flag.Duration("cache-ttl", 5*time.Minute, "how long a verified chain is trusted before its evidence is re-verified; 0 re-verifies on every request")
 		logLevel    = flag.String("log-level", "info", "log level: debug, info, warn, error")
 		showVersion = flag.Bool("version", false, "print the version and exit")
 	)
@@ -54,17 +55,21 @@ func main() {
 		fmt.Fprintln(os.Stderr, "vordr-snapshotter:", err)
 		os.Exit(2)
 	}
-	if err := run(*root, *address, *policyFile, *ctrdAddress); err != nil {
+	ttl := *cacheTTL
+	if ttl <= 0 {
+		ttl = -1 // snapshotter.Options: negative disables the cache
+	}
+	if err := run(*root, *address, *policyFile, *ctrdAddress, ttl); err != nil {
 		log.L.WithError(err).Error("vordr-snapshotter failed")
 		os.Exit(1)
 	}
 }
 
-func run(root, address, policyFile, ctrdAddress string) error {
+func run(root, address, policyFile, ctrdAddress string, cacheTTL time.Duration) error {
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
 	defer stop()
 
-	opts := snapshotter.Options{Mode: policy.Audit, OnDecision: logDecision}
+	opts := snapshotter.Options{Mode: policy.Audit, OnDecision: logDecision, CacheTTL: cacheTTL}
 	var closeChecker func() error
 	if policyFile != "" {
 		pol, err := policy.Load(policyFile)
