@@ -24,6 +24,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
 
+	"github.com/vordr-project/vordr/alerts"
 	"github.com/vordr-project/vordr/ctp/policy"
 	"github.com/vordr-project/vordr/internal/daemon"
 	"github.com/vordr-project/vordr/internal/testimage"
@@ -435,9 +436,26 @@ func TestSnapshotter(t *testing.T) {
 		e := newEnv(t, f.d, runc)
 		ref := "docker.io/vordr/sn-plain-permissive:1"
 		importPlainInto(t, e, ref, "sn-permissive", "vordr-permissive")
+		evCtx, cancel := context.WithCancel(e.ctx)
+		defer cancel()
+		evs, errs := e.c.Subscribe(evCtx, fmt.Sprintf(`topic==%q,namespace==%q`, alerts.TopicAlert, e.d.Namespace))
 		ctr, err := e.snapContainer("vordr-permissive", ref, "cat", "/etc/marker")
 		if err != nil {
 			t.Fatalf("permissive snapshotter refused: %v", err)
+		}
+		// The pass is reported on containerd's event bus, as vordr's
+		// runtime reports its alerts.
+		select {
+		case env := <-evs:
+			mt, data, ok := alerts.Decode(env.Event)
+			if !ok || mt != alerts.MediaTypeAlert || !strings.Contains(string(data), `"rule":"unverified-chain"`) ||
+				!strings.Contains(string(data), `"mode":"permissive"`) || !strings.Contains(string(data), `"allowed":true`) {
+				t.Errorf("alert %s %s", mt, data)
+			}
+		case err := <-errs:
+			t.Fatal(err)
+		case <-time.After(10 * time.Second):
+			t.Error("no alert on /vordr/alert for the unverified chain")
 		}
 		if code, out := e.runTask(ctr); code != 0 || out.stdout.String() != "sn-permissive\n" {
 			t.Fatalf("exit %d stdout %q stderr %q", code, out.stdout.String(), out.stderr.String())

@@ -41,7 +41,7 @@ func main() {
 		root        = flag.String("root", "/var/lib/vordr-snapshotter", "directory for the overlayfs snapshots and their metadata")
 		address     = flag.String("address", "/run/vordr/snapshotter.sock", "unix socket to serve containerd's snapshots API on")
 		policyFile  = flag.String("policy", "", "verification policy (TOML or gatekeeper JSON); its mode decides: strict refuses container snapshots on unverified chains, permissive warns, audit logs. Without a policy: audit")
-		ctrdAddress = flag.String("containerd-address", "/run/containerd/containerd.sock", "containerd's gRPC socket, to re-verify the attestations stored for an image; empty: trust the snapshot labels (weaker)")
+		ctrdAddress = flag.String("containerd-address", "/run/containerd/containerd.sock", "containerd's gRPC socket, to re-verify the attestations stored for an image and publish alerts (/vordr/alert); empty: trust the snapshot labels (weaker), no alerts")
 		cacheTTL    = flag.Duration("cache-ttl", 5*time.Minute, "how long a verified chain is trusted before its evidence is re-verified; 0 re-verifies on every request")
 		logLevel    = flag.String("log-level", "info", "log level: debug, info, warn, error")
 		showVersion = flag.Bool("version", false, "print the version and exit")
@@ -70,6 +70,14 @@ func run(root, address, policyFile, ctrdAddress string, cacheTTL time.Duration) 
 	defer stop()
 
 	opts := snapshotter.Options{Mode: policy.Audit, OnDecision: logDecision, CacheTTL: cacheTTL}
+	if ctrdAddress != "" {
+		al := &alerter{address: ctrdAddress}
+		defer al.close()
+		opts.OnDecision = func(ctx context.Context, d snapshotter.Decision) {
+			logDecision(ctx, d)
+			al.decision(ctx, d)
+		}
+	}
 	var closeChecker func() error
 	if policyFile != "" {
 		pol, err := policy.Load(policyFile)
