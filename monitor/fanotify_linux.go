@@ -126,12 +126,22 @@ func (g *fileGuard) markMounts(pid int, root string) (int, error) {
 		fails []string
 		sc    = bufio.NewScanner(f)
 	)
+	// The mount holding the root directory first: mountinfo omits it when
+	// the root is a subdirectory of a mount (chroot) rather than its root.
+	if err := fanotifyMark(int(g.f.Fd()), unix.FAN_MARK_ADD|unix.FAN_MARK_MOUNT, unix.FAN_OPEN_EXEC_PERM, unix.AT_FDCWD, root); err == nil {
+		n++
+	} else {
+		fails = append(fails, "/: "+err.Error())
+	}
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
 		if len(fields) < 5 {
 			continue
 		}
 		mp := unescapeMountinfo(fields[4])
+		if mp == "/" {
+			continue // marked above
+		}
 		err := fanotifyMark(int(g.f.Fd()), unix.FAN_MARK_ADD|unix.FAN_MARK_MOUNT, unix.FAN_OPEN_EXEC_PERM, unix.AT_FDCWD, filepath.Join(root, mp))
 		if err != nil {
 			fails = append(fails, mp+": "+err.Error())
@@ -274,6 +284,7 @@ func (g *fileGuard) handle(md *unix.FanotifyEventMetadata) {
 			return // in the image: the BPF exec event reports it
 		}
 		ev.Kind, ev.Path, ev.Drift = KindExec, g.containerPath(p), true
+		ev.FileCtime, ev.Inode = time.Unix(0, ctime), st.Ino
 		ev.Mechanism = "fanotify:FAN_OPEN_EXEC_PERM"
 		ev.Verdict = Allowed
 		if !allow {

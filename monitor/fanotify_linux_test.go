@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -28,24 +29,49 @@ type miniContainer struct {
 
 func startMini(t *testing.T, cg *testCgroup, script string) *miniContainer {
 	t.Helper()
+	return startMiniOn(t, cg, script, false)
+}
+
+// startMiniOn is startMini with the rootfs either a tmpfs or, like a
+// containerd snapshot, an overlay whose lower layer holds the image.
+func startMiniOn(t *testing.T, cg *testCgroup, script string, overlay bool) *miniContainer {
+	t.Helper()
 	if _, err := os.Stat("/bin/busybox"); err != nil {
 		t.Skip("skipping: needs a static /bin/busybox (apt-get install -y busybox-static)")
 	}
-	root := filepath.Join(t.TempDir(), "rootfs")
-	os.MkdirAll(root, 0o755)
-	if err := unix.Mount("tmpfs", root, "tmpfs", 0, "mode=0755"); err != nil {
+	base := t.TempDir()
+	if err := unix.Mount("tmpfs", base, "tmpfs", 0, "mode=0755"); err != nil {
 		t.Fatalf("mount tmpfs: %v", err)
 	}
-	t.Cleanup(func() { unix.Unmount(root, unix.MNT_DETACH) })
+	t.Cleanup(func() { unix.Unmount(base, unix.MNT_DETACH) })
+	root := filepath.Join(base, "rootfs")
+	image := root
+	if overlay {
+		image = filepath.Join(base, "lower")
+	}
+	for _, d := range []string{"rootfs", "lower", "upper", "work"} {
+		os.MkdirAll(filepath.Join(base, d), 0o755)
+	}
 	for _, d := range []string{"bin", "etc", "tmp"} {
-		os.MkdirAll(filepath.Join(root, d), 0o755)
+		os.MkdirAll(filepath.Join(image, d), 0o755)
 	}
 	bb, err := os.ReadFile("/bin/busybox")
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(filepath.Join(root, "bin/busybox"), bb, 0o755)
-	os.WriteFile(filepath.Join(root, "etc/shadow"), []byte("root:container-secret:19000::::::\n"), 0o600)
+	os.WriteFile(filepath.Join(image, "bin/busybox"), bb, 0o755)
+	os.WriteFile(filepath.Join(image, "etc/shadow"), []byte("root:container-secret:19000::::::\n"), 0o600)
+	// Age the image past the filesystem clock's tick: in real life layers
+	// are unpacked long before create, and a file stamped in the same tick
+	// as the attach counts as changed after it (the safe side).
+	time.Sleep(20 * time.Millisecond)
+	if overlay {
+		opts := "lowerdir=" + image + ",upperdir=" + filepath.Join(base, "upper") + ",workdir=" + filepath.Join(base, "work")
+		if err := unix.Mount("overlay", root, "overlay", 0, opts); err != nil {
+			t.Fatalf("mount overlay: %v", err)
+		}
+		t.Cleanup(func() { unix.Unmount(root, unix.MNT_DETACH) })
+	}
 
 	m := &miniContainer{root: root}
 	m.cmd = exec.Command("/bin/busybox", "sh", "-c", "read go; "+script)
@@ -178,4 +204,23 @@ func TestFanotifyCyclesLeaveNothing(t *testing.T) {
 	if out := m.run(t); out != "" {
 		t.Errorf("unexpected output %q", out)
 	}
+}
+
+// On an overlay rootfs (what containerd's snapshotter gives runc) image files
+// keep the lower layer's ctime; copies and copy-ups are new.
+func TestStrictOnOverlay(t *testing.T) {
+	requireRoot(t)
+	cg := newCgroup(t)
+	script := miniScript + `; /bin/busybox chmod 755 /bin/busybox; /bin/busybox true; echo "rc5=$?"`
+	m := startMiniOn(t, cg, script, true)
+	_, c := attach(t, cg, mustProfile(t, "strict"), testOptions(t), m.cmd.Process.Pid)
+	out := m.run(t)
+	if !strings.Contains(out, "rc1=1") || strings.Contains(out, "rc2=0") || !strings.Contains(out, "rc3=0") {
+		t.Errorf("strict on overlay: %q", out)
+	}
+	// chmod copied /bin/busybox up: it is no longer the image's file.
+	if strings.Contains(out, "rc5=0") {
+		t.Errorf("exec of a copied-up (changed) image file was allowed: %q", out)
+	}
+	c.waitFor(t, "denied drift exec", func(e Event) bool { return e.Kind == KindExec && e.Verdict == Denied && e.Path == "/tmp/true" })
 }
