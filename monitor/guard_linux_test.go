@@ -212,6 +212,19 @@ func TestExecBurstAlert(t *testing.T) {
 	}
 }
 
+func TestConnectFanoutAlert(t *testing.T) {
+	requireRoot(t)
+	cg := newCgroup(t)
+	_, c := attach(t, cg, mustProfile(t, "balanced"), testOptions(t), 0)
+	if err := cg.helper("fanout", "40").Run(); err != nil {
+		t.Fatal(err)
+	}
+	e := c.waitFor(t, "connect-fanout alert", func(e Event) bool { return e.Alert != nil && e.Alert.Rule == RuleConnectFanout })
+	if e.Alert.Evidence["destinations"] == "" {
+		t.Errorf("alert without evidence: %+v", e.Alert)
+	}
+}
+
 // copyExecutable writes a fresh copy of /bin/true: a file that did not
 // exist when the guard attached, i.e. not part of the "image".
 func copyExecutable(t *testing.T, dir string) string {

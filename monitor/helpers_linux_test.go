@@ -42,6 +42,17 @@ func helper(mode string, args []string) int {
 		}
 		c.Close()
 		return 0
+	case "fanout":
+		// connect to n closed loopback ports: refused at once, but each is
+		// a connect the guard sees.
+		n, _ := strconv.Atoi(args[0])
+		for i := 0; i < n; i++ {
+			c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(40000+i), time.Second)
+			if err == nil {
+				c.Close()
+			}
+		}
+		return 0
 	case "execs":
 		n, _ := strconv.Atoi(args[0])
 		for i := 0; i < n; i++ {
