@@ -225,6 +225,31 @@ func TestConnectFanoutAlert(t *testing.T) {
 	}
 }
 
+func TestSetuidExecAlert(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	os.Chmod(filepath.Dir(dir), 0o755) // the test's own temp root, for uid 65534
+	p := copyExecutable(t, dir)
+	if err := os.Chmod(p, os.ModeSetuid|0o755); err != nil {
+		t.Fatal(err)
+	}
+	cg := newCgroup(t)
+	// The binary is older than the guard: only the set-uid matters here.
+	time.Sleep(20 * time.Millisecond)
+	_, c := attach(t, cg, mustProfile(t, "balanced"), testOptions(t), 0)
+	cmd := cg.cmd(p)
+	cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 65534, Gid: 65534}
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	e := c.waitFor(t, "setid exec", func(e Event) bool { return e.Kind == KindExec && e.Path == p })
+	if !e.SetID || e.UID != 65534 || e.EUID != 0 {
+		t.Errorf("exec event uid=%d euid=%d setid=%v, want 65534/0/true", e.UID, e.EUID, e.SetID)
+	}
+	c.waitFor(t, "privilege-change alert", func(e Event) bool { return e.Alert != nil && e.Alert.Rule == RulePrivilegeChange })
+}
+
 // copyExecutable writes a fresh copy of /bin/true: a file that did not
 // exist when the guard attached, i.e. not part of the "image".
 func copyExecutable(t *testing.T, dir string) string {
