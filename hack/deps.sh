@@ -55,7 +55,6 @@ install_runc() {
 
 # The distribution registry, for the pull-time verification test
 # (integration/verifier_test.go: a real transfer-service pull on loopback).
-REGISTRY_VERSION=${REGISTRY_VERSION:-v3.1.2}
 install_registry() {
 	stamped registry "$REGISTRY_VERSION" && return 0
 	log "building the distribution registry $REGISTRY_VERSION (~3 min cold)"

@@ -22,6 +22,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/vordr-project/vordr/alerts"
+	vbpf "github.com/vordr-project/vordr/bpf"
 	"github.com/vordr-project/vordr/eventlog"
 	"github.com/vordr-project/vordr/internal/daemon"
 	"github.com/vordr-project/vordr/monitor"
@@ -384,28 +385,29 @@ func TestGuardCreateDeleteCycles(t *testing.T) {
 	if rss100 > rss10+8*1024 {
 		t.Errorf("shim memory grew %d KiB over 90 create/delete cycles", rss100-rss10)
 	}
-	if n := guardedContainers(t); n != 1 {
-		t.Errorf("%d containers in the node-wide BPF map, want 1 (the anchor)", n)
+	if n := guardedContainers(t, shim); n != 1 {
+		t.Errorf("%d of this shim's containers in the node-wide BPF map, want 1 (the anchor)", n)
 	}
 }
 
-// guardedContainers counts the entries of the pinned node-wide containers map.
-func guardedContainers(t *testing.T) int {
+// guardedContainers counts the entries of the pinned node-wide containers map
+// owned by shim (other shims on the node, e.g. a parallel test run, have
+// their own).
+func guardedContainers(t *testing.T, shim int) int {
 	t.Helper()
-	matches, _ := filepath.Glob("/sys/fs/bpf/vordr/*/map_containers")
-	if len(matches) != 1 {
-		t.Fatalf("pinned containers maps: %v, want exactly one", matches)
-	}
-	m, err := ebpf.LoadPinnedMap(matches[0], nil)
+	m, err := ebpf.LoadPinnedMap(filepath.Join(pinnedSet, "map_containers"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close()
 	n := 0
-	var k, v []byte
+	var k uint64
+	var v vbpf.Container
 	it := m.Iterate()
 	for it.Next(&k, &v) {
-		n++
+		if int(v.OwnerPid) == shim {
+			n++
+		}
 	}
 	if err := it.Err(); err != nil {
 		t.Fatal(err)
@@ -458,4 +460,20 @@ func TestVordrEventsCLI(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestGuardForbiddenSyscallReported: a syscall the profile denies fails with
+// EPERM inside and is reported through the shim's seccomp agent.
+func TestGuardForbiddenSyscallReported(t *testing.T) {
+	_, out, id := runIn(t, profileRuntime("balanced"), []string{"swapoff", "/nonexistent"})
+	if !strings.Contains(out.stderr.String(), "not permitted") {
+		t.Errorf("swapoff stderr %q, want EPERM from seccomp", out.stderr.String())
+	}
+	evs := events(t, shared, id)
+	if !hasEvent(evs, func(e monitor.Event) bool { return e.Kind == monitor.KindSyscall && e.Syscall == "swapoff" }) {
+		t.Errorf("no swapoff syscall event in %+v", evs)
+	}
+	if !hasEvent(evs, alertRule(monitor.RuleForbiddenSyscall)) {
+		t.Errorf("no %s alert", monitor.RuleForbiddenSyscall)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
@@ -34,8 +35,19 @@ const DefaultProfile = "balanced"
 func init() {
 	task.RegisterHook(task.HookFactory{
 		Name: "guard",
-		New: func(_ *plugin.InitContext, publisher shim.Publisher) (task.Hook, error) {
-			return &hook{publisher: publisher, state: map[string]*guarded{}}, nil
+		New: func(ic *plugin.InitContext, publisher shim.Publisher) (task.Hook, error) {
+			h := &hook{publisher: publisher, state: map[string]*guarded{}}
+			// The seccomp agent turns the profiles' denied syscalls (module,
+			// bpf, ptrace…) into reported events: the kernel hands each
+			// attempt to the shim, which answers EPERM. Without it the
+			// syscalls are still denied, silently.
+			agent, err := monitor.StartSeccompAgent(fmt.Sprintf("@vordr-seccomp-%d", os.Getpid()))
+			if err != nil {
+				log.G(ic.Context).WithError(err).Warn("vordr: seccomp agent unavailable; denied syscalls will not be reported")
+			} else {
+				h.agent = agent
+			}
+			return h, nil
 		},
 	})
 }
@@ -43,6 +55,7 @@ func init() {
 type hook struct {
 	task.NopHook
 	publisher shim.Publisher
+	agent     *monitor.SeccompAgent // nil when it could not start
 
 	mu    sync.Mutex
 	state map[string]*guarded // by namespace/id
@@ -79,7 +92,11 @@ func (h *hook) PreCreate(ctx context.Context, c *task.Container) error {
 	if err != nil {
 		return fmt.Errorf("security profile %q: %w", name, err)
 	}
-	if err := p.ApplySpec(c.Spec); err != nil {
+	var opts []monitor.SpecOption
+	if h.agent != nil {
+		opts = append(opts, monitor.WithSeccompAgent(h.agent))
+	}
+	if err := p.ApplySpec(c.Spec, opts...); err != nil {
 		return fmt.Errorf("apply security profile %q: %w", p.Name, err)
 	}
 	h.mu.Lock()
@@ -113,7 +130,7 @@ func (h *hook) PostCreate(ctx context.Context, c *task.Container) error {
 		CgroupID:    c.CgroupID,
 		InitPID:     c.Pid,
 		RootfsPath:  c.Rootfs,
-	}, g.profile, monitor.Options{})
+	}, g.profile, monitor.Options{Seccomp: h.agent})
 	if err != nil {
 		if g.profile.Required {
 			return fmt.Errorf("profile %q requires the guard, which could not attach: %w (run `vordr doctor` to see what this node supports, or choose profile dev to run unguarded)", g.profile.Name, err)
