@@ -183,6 +183,8 @@ func render(e monitor.Event, raw []byte) string {
 		return fmt.Sprintf("%s pid=%d status=%d", head, e.PID, e.ExitStatus)
 	case monitor.KindConnect, monitor.KindBind, monitor.KindSend:
 		return fmt.Sprintf("%s pid=%d %s %s:%d", head, e.PID, e.Protocol, e.Addr, e.Port) + verdict(e)
+	case monitor.KindSyscall:
+		return fmt.Sprintf("%s pid=%d %s", head, e.PID, e.Syscall) + verdict(e)
 	case monitor.KindOpen:
 		return fmt.Sprintf("%s pid=%d %s", head, e.PID, e.Path) + verdict(e)
 	case monitor.KindAlert:

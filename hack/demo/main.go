@@ -192,6 +192,23 @@ func verified(d *daemon.Daemon, binDir, archive string, ctr func(args ...string)
 			fmt.Println(indent(line))
 		}
 	}
+
+	step("the guard: what this kernel offers, and which mechanism enforces what")
+	if _, err := vordr("doctor"); err != nil {
+		return err
+	}
+
+	step("run the verified image under the strict profile: a sensitive file, a connect and a forbidden syscall are denied in the kernel")
+	if _, err := ctr("run", "--rm", "--runtime", "io.containerd.vordr.v1", "--runtime-config-path", cfgPath, "--fifo-dir", d.FifoDir,
+		"--annotation", "vordr.io/profile=strict", signedImage, "guarded",
+		"sh", "-c", "cat /etc/shadow; echo hi | nc -w 1 127.0.0.1 80; swapoff /x; echo still running"); err != nil {
+		return err
+	}
+
+	step("what the guard saw, from its first instruction (vordr events)")
+	if _, err := vordr("events", "--dir", filepath.Join(d.Dir, "events"), "--namespace", d.Namespace, "--container", "guarded"); err != nil {
+		return err
+	}
 	return nil
 }
 
