@@ -13,7 +13,7 @@ TOOLBIN := $(VORDR_CACHE)/bin
 # Integration tests take a few minutes; `go test` default timeout is 10 min.
 TEST_TIMEOUT ?= 30m
 
-BINARIES := containerd-shim-vordr-v1 vordr
+BINARIES := containerd-shim-vordr-v1 vordr vordr-snapshotter vordr-verifier
 
 .PHONY: all deps build test unit integration bench demo install clean generate fmt vet fuzz
 
