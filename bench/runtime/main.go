@@ -186,7 +186,7 @@ func shimRSS(ctx context.Context, d *daemon.Daemon, id string, rtArgs []string) 
 		_ = exec.Command(ctrBin, append(base, "task", "delete", id)...).Run()
 		_ = exec.Command(ctrBin, append(base, "container", "delete", id)...).Run()
 	}()
-	time.Sleep(300 * time.Millisecond) // let the shim settle after start
+	time.Sleep(2 * time.Second) // steady state: let the shim settle after start
 	for _, pid := range d.ShimPids() {
 		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 		if !strings.Contains(string(cmdline), "\x00"+id+"\x00") {

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -153,6 +154,10 @@ func (h *hook) PostCreate(ctx context.Context, c *task.Container) error {
 		"cgroup_id": guard.CgroupID(), "mechanisms": mech,
 	}, map[string]string{"event": "attached", "container": c.ID, "profile": g.profile.Name})
 	go h.pump(c, g)
+	// Attaching parses the eBPF object and opens the pinned set: a few MiB
+	// of garbage the Go runtime would hand back to the OS only slowly. A
+	// shim lives as long as its pod, so return it once the container runs.
+	time.AfterFunc(time.Second, debug.FreeOSMemory)
 	return nil
 }
 
