@@ -105,26 +105,7 @@ func (e *env) runImage(ref string, annotations map[string]string, args ...string
 	if err != nil {
 		e.t.Fatalf("create task of %s: %v", ref, err)
 	}
-	ch, err := task.Wait(e.ctx)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if err := task.Start(e.ctx); err != nil {
-		e.t.Fatal(err)
-	}
-	st := <-ch
-	code, _, err := st.Result()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	task.CloseIO(e.ctx, containerd.WithStdinCloser)
-	if io := task.IO(); io != nil {
-		io.Wait()
-	}
-	if _, err := task.Delete(e.ctx); err != nil {
-		e.t.Fatal(err)
-	}
-	return code, out
+	return e.complete(task), out
 }
 
 func runGo(args ...string) ([]byte, error) {

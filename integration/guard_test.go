@@ -79,27 +79,7 @@ func runIn(t *testing.T, rt runtimeCase, args []string, opts ...oci.SpecOpts) (u
 	t.Helper()
 	e := newEnv(t, shared, rt)
 	id := uniqueID(t)
-	ctr := e.container(id, args, opts...)
-	out := &output{}
-	task, err := ctr.NewTask(e.ctx, e.ioCreator(out))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ch, _ := task.Wait(e.ctx)
-	if err := task.Start(e.ctx); err != nil {
-		t.Fatal(err)
-	}
-	var code uint32
-	select {
-	case st := <-ch:
-		code, _, _ = st.Result()
-	case <-time.After(60 * time.Second):
-		t.Fatal("container did not exit")
-	}
-	task.IO().Wait()
-	if _, err := task.Delete(e.ctx); err != nil {
-		t.Fatal(err)
-	}
+	code, out := e.runTask(e.container(id, args, opts...))
 	return code, out, id
 }
 

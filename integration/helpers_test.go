@@ -130,12 +130,24 @@ func (e *env) ioCreator(out *output, opts ...cio.Opt) cio.Creator {
 // run starts args to completion and returns its exit code and output.
 func (e *env) run(args ...string) (uint32, *output) {
 	e.t.Helper()
-	ctr := e.container(uniqueID(e.t), args)
+	return e.runTask(e.container(uniqueID(e.t), args))
+}
+
+// runTask runs a created container's task to completion.
+func (e *env) runTask(ctr containerd.Container) (uint32, *output) {
+	e.t.Helper()
 	out := &output{}
 	task, err := ctr.NewTask(e.ctx, e.ioCreator(out))
 	if err != nil {
-		e.t.Fatal(err)
+		e.t.Fatalf("create task: %v", err)
 	}
+	return e.complete(task), out
+}
+
+// complete starts a created task, waits for its exit and its output, deletes
+// it and returns its exit code.
+func (e *env) complete(task containerd.Task) uint32 {
+	e.t.Helper()
 	ch, err := task.Wait(e.ctx)
 	if err != nil {
 		e.t.Fatal(err)
@@ -156,7 +168,7 @@ func (e *env) run(args ...string) (uint32, *output) {
 	if _, err := task.Delete(e.ctx); err != nil {
 		e.t.Fatal(err)
 	}
-	return code, out
+	return code
 }
 
 // memoryLimit reads the memory limit from a task's metrics, cgroup v1 or v2.

@@ -258,36 +258,6 @@ func (e *env) snapContainer(sn, ref string, args ...string) (containerd.Containe
 	return ctr, nil
 }
 
-// runTask runs a created container's task to completion.
-func (e *env) runTask(ctr containerd.Container) (uint32, *output) {
-	e.t.Helper()
-	out := &output{}
-	task, err := ctr.NewTask(e.ctx, e.ioCreator(out))
-	if err != nil {
-		e.t.Fatalf("create task: %v", err)
-	}
-	ch, err := task.Wait(e.ctx)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if err := task.Start(e.ctx); err != nil {
-		e.t.Fatal(err)
-	}
-	st := <-ch
-	code, _, err := st.Result()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	task.CloseIO(e.ctx, containerd.WithStdinCloser)
-	if io := task.IO(); io != nil {
-		io.Wait()
-	}
-	if _, err := task.Delete(e.ctx); err != nil {
-		e.t.Fatal(err)
-	}
-	return code, out
-}
-
 // assertRefused checks a strict snapshotter's refusal: permission denied,
 // naming the unverified chain.
 func assertRefused(t *testing.T, what string, err error) {
