@@ -59,34 +59,11 @@ func gateRuntime(t *testing.T, d *daemon.Daemon, defaultPolicy string) runtimeCa
 // newImageContainer creates a container of image ref under the env's runtime.
 func (e *env) newImageContainer(id, ref string, annotations map[string]string, args ...string) containerd.Container {
 	e.t.Helper()
-	img, err := e.c.GetImage(e.ctx, ref)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	specOpts := []oci.SpecOpts{oci.WithImageConfig(img), oci.WithProcessArgs(args...)}
+	var opts []oci.SpecOpts
 	if len(annotations) > 0 {
-		specOpts = append(specOpts, oci.WithAnnotations(annotations))
+		opts = append(opts, oci.WithAnnotations(annotations))
 	}
-	ctr, err := e.c.NewContainer(e.ctx, id,
-		containerd.WithImage(img),
-		containerd.WithNewSnapshot(id, img),
-		containerd.WithNewSpec(specOpts...),
-		containerd.WithRuntime(e.rt.runtime, e.rt.options(e.d)),
-	)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(e.d.Context(context.Background()), 30*time.Second)
-		defer cancel()
-		if task, err := ctr.Task(ctx, nil); err == nil {
-			_, _ = task.Delete(ctx, containerd.WithProcessKill)
-		}
-		if err := ctr.Delete(ctx, containerd.WithSnapshotCleanup); err != nil {
-			e.t.Errorf("delete container %s: %v", id, err)
-		}
-	})
-	return ctr
+	return e.imageContainer(ref, id, args, opts...)
 }
 
 // startImage creates a task of image ref; the error is NewTask's.

@@ -135,21 +135,8 @@ func TestGuardSensitiveFile(t *testing.T) {
 		if err := task.Start(e.ctx); err != nil {
 			t.Fatal(err)
 		}
-		spec, _ := ctr.Spec(e.ctx)
-		p := *spec.Process
-		p.Args = []string{"cat", "/etc/shadow"}
-		out := &output{}
-		proc, err := task.Exec(e.ctx, "cat", &p, e.ioCreator(out))
-		if err != nil {
-			t.Fatal(err)
-		}
-		pch, _ := proc.Wait(e.ctx)
-		if err := proc.Start(e.ctx); err != nil {
-			t.Fatal(err)
-		}
-		st := <-pch
-		proc.IO().Wait()
-		if code, _, _ := st.Result(); code == 0 || strings.Contains(out.stdout.String(), "root:") {
+		code, out := e.exec(ctr, task, "cat", "cat", "/etc/shadow")
+		if code == 0 || strings.Contains(out.stdout.String(), "root:") {
 			t.Errorf("strict: cat /etc/shadow exit %d stdout %q, want a denial", code, out.stdout.String())
 		}
 		if !strings.Contains(out.stderr.String(), "denied") && !strings.Contains(out.stderr.String(), "not permitted") {
@@ -158,7 +145,6 @@ func TestGuardSensitiveFile(t *testing.T) {
 		if data, err := os.ReadFile("/etc/shadow"); err != nil || len(data) == 0 {
 			t.Errorf("the host cannot read its own /etc/shadow while the container is guarded: %v", err)
 		}
-		proc.Delete(e.ctx)
 		ch, _ := task.Wait(e.ctx)
 		task.Kill(e.ctx, syscall.SIGKILL)
 		<-ch

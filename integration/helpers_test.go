@@ -75,12 +75,20 @@ func uniqueID(t *testing.T) string {
 // env's runtime; it is deleted (task killed) when the test ends.
 func (e *env) container(id string, args []string, opts ...oci.SpecOpts) containerd.Container {
 	e.t.Helper()
-	img, err := e.c.GetImage(e.ctx, testImage)
+	return e.imageContainer(testImage, id, args, opts...)
+}
+
+// imageContainer is container for any imported image ref. The container
+// record names its image, as ctr's and CRI's do (the gate reads it).
+func (e *env) imageContainer(ref, id string, args []string, opts ...oci.SpecOpts) containerd.Container {
+	e.t.Helper()
+	img, err := e.c.GetImage(e.ctx, ref)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	specOpts := append([]oci.SpecOpts{oci.WithImageConfig(img), oci.WithProcessArgs(args...)}, opts...)
 	ctr, err := e.c.NewContainer(e.ctx, id,
+		containerd.WithImage(img),
 		containerd.WithNewSnapshot(id, img),
 		containerd.WithNewSpec(specOpts...),
 		containerd.WithRuntime(e.rt.runtime, e.rt.options(e.d)),
@@ -99,6 +107,40 @@ func (e *env) container(id string, args []string, opts ...oci.SpecOpts) containe
 		}
 	})
 	return ctr
+}
+
+// exec runs args as exec process execID in a running task, to completion,
+// with the container's process spec otherwise, and deletes it.
+func (e *env) exec(ctr containerd.Container, task containerd.Task, execID string, args ...string) (uint32, *output) {
+	e.t.Helper()
+	spec, err := ctr.Spec(e.ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	p := *spec.Process
+	p.Args = args
+	out := &output{}
+	proc, err := task.Exec(e.ctx, execID, &p, e.ioCreator(out))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ch, err := proc.Wait(e.ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := proc.Start(e.ctx); err != nil {
+		e.t.Fatal(err)
+	}
+	st := <-ch
+	code, _, err := st.Result()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	proc.IO().Wait()
+	if _, err := proc.Delete(e.ctx); err != nil {
+		e.t.Fatal(err)
+	}
+	return code, out
 }
 
 // output collects a process's stdout and stderr.

@@ -57,34 +57,12 @@ func TestDetachedExecKillWaitDelete(t *testing.T) {
 		}
 
 		// An exec process has its own output and exit code.
-		spec, err := ctr.Spec(e.ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pspec := *spec.Process
-		pspec.Args = []string{"sh", "-c", "echo in-exec; echo exec-err >&2; exit 5"}
-		out := &output{}
-		proc, err := task.Exec(e.ctx, "exec-1", &pspec, e.ioCreator(out))
-		if err != nil {
-			t.Fatal(err)
-		}
-		pch, err := proc.Wait(e.ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := proc.Start(e.ctx); err != nil {
-			t.Fatal(err)
-		}
-		st := <-pch
-		if code, _, _ := st.Result(); code != 5 {
+		code, out := e.exec(ctr, task, "exec-1", "sh", "-c", "echo in-exec; echo exec-err >&2; exit 5")
+		if code != 5 {
 			t.Errorf("exec exit code %d, want 5", code)
 		}
-		proc.IO().Wait()
 		if out.stdout.String() != "in-exec\n" || out.stderr.String() != "exec-err\n" {
 			t.Errorf("exec output %q / %q", out.stdout.String(), out.stderr.String())
-		}
-		if _, err := proc.Delete(e.ctx); err != nil {
-			t.Fatal(err)
 		}
 
 		// Kill, wait, delete.

@@ -77,27 +77,9 @@ func TestContainerdRestart(t *testing.T) {
 				t.Error("task not listed after restart")
 			}
 
-			spec, err := ctr.Spec(e.ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			p := *spec.Process
-			p.Args = []string{"sh", "-c", "echo after-restart"}
-			out := &output{}
-			proc, err := task.Exec(e.ctx, "after", &p, e.ioCreator(out))
-			if err != nil {
-				t.Fatal(err)
-			}
-			pch, _ := proc.Wait(e.ctx)
-			if err := proc.Start(e.ctx); err != nil {
-				t.Fatal(err)
-			}
-			<-pch
-			proc.IO().Wait()
-			if out.stdout.String() != "after-restart\n" {
+			if _, out := e.exec(ctr, task, "after", "sh", "-c", "echo after-restart"); out.stdout.String() != "after-restart\n" {
 				t.Errorf("exec after restart printed %q", out.stdout.String())
 			}
-			proc.Delete(e.ctx)
 
 			ch, err := task.Wait(e.ctx)
 			if err != nil {
