@@ -347,7 +347,8 @@ func TestByteFlips(t *testing.T) {
 			if err == nil {
 				accepted++
 				if accepted < 10 {
-					t.Errorf("flip of byte %d (mask %#x) accepted", i, mask)
+					lo, hi := max(0, i-60), min(len(good), i+60)
+					t.Errorf("flip of byte %d (mask %#x) accepted: %q -> %q", i, mask, good[lo:hi], buf[lo:hi])
 				}
 				continue
 			}

@@ -96,7 +96,7 @@ func ParseLogKey(vkey string) (*LogKey, error) {
 		return nil, fmt.Errorf("tlog: log public key: %w", err)
 	}
 	parts := strings.SplitN(vkey, "+", 3)
-	raw, err := base64.StdEncoding.DecodeString(parts[2])
+	raw, err := base64.StdEncoding.Strict().DecodeString(parts[2])
 	if err != nil || len(raw) != 1+ed25519.PublicKeySize || raw[0] != 1 {
 		return nil, fmt.Errorf("tlog: log public key %q is not an Ed25519 note key", vkey)
 	}
@@ -121,6 +121,9 @@ func LogID(pub ed25519.PublicKey) (string, error) {
 // OpenCheckpoint verifies a signed checkpoint against the log key and parses
 // its body. The origin line must equal the key's name.
 func (k *LogKey) OpenCheckpoint(signed []byte) (Checkpoint, error) {
+	if err := strictNoteSignatures(signed); err != nil {
+		return Checkpoint{}, err
+	}
 	n, err := note.Open(signed, note.VerifierList(k.Verifier))
 	if err != nil {
 		var unverified *note.UnverifiedNoteError
@@ -139,6 +142,28 @@ func (k *LogKey) OpenCheckpoint(signed []byte) (Checkpoint, error) {
 		return Checkpoint{}, fmt.Errorf("%w: origin %q, want %q", ErrUntrustedCheckpoint, c.Origin, k.Origin)
 	}
 	return c, nil
+}
+
+// strictNoteSignatures rejects signature lines whose base64 is not canonical.
+// note.Open decodes them leniently, so the last character of a signature
+// could be changed (its unused low bits) and the note would still verify: a
+// signed bundle must have no byte that can change unnoticed.
+func strictNoteSignatures(signed []byte) error {
+	text := string(signed)
+	i := strings.LastIndex(text, "\n\n")
+	if i < 0 {
+		return fmt.Errorf("%w: no signature block", ErrCheckpointFormat)
+	}
+	for _, line := range strings.Split(strings.TrimSuffix(text[i+2:], "\n"), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 || f[0] != "\u2014" {
+			return fmt.Errorf("%w: malformed signature line %q", ErrCheckpointFormat, line)
+		}
+		if _, err := base64.StdEncoding.Strict().DecodeString(f[2]); err != nil {
+			return fmt.Errorf("%w: signature of %s is not canonical base64: %v", ErrCheckpointFormat, f[1], err)
+		}
+	}
+	return nil
 }
 
 // LeafHash is the RFC 6962 leaf hash of data.

@@ -1,8 +1,10 @@
 package tlog
 
 import (
+	"bytes"
 	"crypto/rand"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -52,5 +54,34 @@ func TestCheckpointAndInclusion(t *testing.T) {
 	}
 	if string(cp.Marshal()) != "example.com/log\n5\n"+encodeB64(cp.Hash)+"\n" {
 		t.Errorf("marshal %q", cp.Marshal())
+	}
+}
+
+// TestNonCanonicalSignatureRejected: changing only the unused low bits of a
+// signature's last base64 character leaves the decoded signature valid; the
+// checkpoint must be rejected all the same (found by the byte-flip test).
+func TestNonCanonicalSignatureRejected(t *testing.T) {
+	skey, vkey, _ := note.GenerateKey(rand.Reader, "example.com/log")
+	k, err := ParseLogKey(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, err := SignCheckpoint(Checkpoint{Origin: "example.com/log", Size: 1, Hash: make([]byte, 32)}, skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.OpenCheckpoint(signed); err != nil {
+		t.Fatal(err)
+	}
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	b := append([]byte(nil), signed...)
+	end := bytes.LastIndexByte(b, '\n') // signature line ends here
+	j := end - 1
+	for b[j] == '=' {
+		j--
+	}
+	b[j] = alphabet[strings.IndexByte(alphabet, b[j])^1] // an unused low bit
+	if _, err := k.OpenCheckpoint(b); !errors.Is(err, ErrCheckpointFormat) {
+		t.Fatalf("non-canonical signature: %v, want ErrCheckpointFormat", err)
 	}
 }
