@@ -227,7 +227,14 @@ func TestGateEvidenceChanged(t *testing.T) {
 			}
 			data = append(data, ' ') // no longer canonical JSON
 			nd := ocispec.Descriptor{MediaType: "application/json", Digest: digest.FromBytes(data), Size: int64(len(data))}
-			if err := content.WriteBlob(e.ctx, cs, "rewrite-"+nd.Digest.Encoded(), bytes.NewReader(data), nd); err != nil {
+			// Under a lease: the delete above schedules a GC that would
+			// otherwise collect the new blob before the image references it.
+			lctx, done, err := e.c.WithLease(e.ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { done(context.Background()) })
+			if err := content.WriteBlob(lctx, cs, "rewrite-"+nd.Digest.Encoded(), bytes.NewReader(data), nd); err != nil {
 				t.Fatal(err)
 			}
 			img.Labels[plugin.LabelAttestations] = nd.Digest.String()
