@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/containerd/containerd/api/types/runc/options"
@@ -57,8 +59,12 @@ type Config struct {
 	Runc Runc `toml:"runc"`
 	// Profile is the security profile of containers without a
 	// vordr.io/profile annotation: a built-in name (dev, balanced, strict) or
-	// the path of a profile TOML file. Empty means balanced.
+	// a name declared under [profiles]. Empty means balanced.
 	Profile string `toml:"profile"`
+	// Profiles declares operator profile files by name.
+	Profiles map[string]ProfileRef `toml:"profiles"`
+	// Annotations say what a container's vordr.io/* annotations may select.
+	Annotations AnnotationRules `toml:"annotations"`
 	// Policies maps policy names to verification policy files (docs/policy.md);
 	// a container picks one with the vordr.io/policy annotation.
 	Policies map[string]string `toml:"policies"`
@@ -90,11 +96,13 @@ type Events struct {
 // where both set a key.
 type file struct {
 	Runc
-	RuncSection   *Runc             `toml:"runc"`
-	Profile       string            `toml:"profile"`
-	Policies      map[string]string `toml:"policies"`
-	DefaultPolicy string            `toml:"default_policy"`
-	Events        Events            `toml:"events"`
+	RuncSection   *Runc                 `toml:"runc"`
+	Profile       string                `toml:"profile"`
+	Profiles      map[string]ProfileRef `toml:"profiles"`
+	Annotations   AnnotationRules       `toml:"annotations"`
+	Policies      map[string]string     `toml:"policies"`
+	DefaultPolicy string                `toml:"default_policy"`
+	Events        Events                `toml:"events"`
 	// ConfigPath may appear in a CRI options table next to other keys; CRI
 	// lifts it into runtimeoptions.Options, so it is accepted and ignored here.
 	ConfigPath string `toml:"ConfigPath,omitempty"`
@@ -109,16 +117,66 @@ func Parse(data []byte, source string) (*Config, error) {
 	if err := dec.Decode(&f); err != nil {
 		return nil, fmt.Errorf("vordr config %s: %s: %w", source, describeTOMLError(err), errdefs.ErrInvalidArgument)
 	}
-	cfg := &Config{Runc: f.Runc, Profile: f.Profile, Policies: f.Policies, DefaultPolicy: f.DefaultPolicy, Events: f.Events, Source: source}
-	if cfg.DefaultPolicy != "" {
-		if _, ok := cfg.Policies[cfg.DefaultPolicy]; !ok {
-			return nil, fmt.Errorf("vordr config %s: default_policy %q is not defined in [policies]: %w", source, cfg.DefaultPolicy, errdefs.ErrInvalidArgument)
-		}
+	cfg := &Config{Runc: f.Runc, Profile: f.Profile, Profiles: f.Profiles, Annotations: f.Annotations,
+		Policies: f.Policies, DefaultPolicy: f.DefaultPolicy, Events: f.Events, Source: source}
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("vordr config %s: %w: %w", source, err, errdefs.ErrInvalidArgument)
 	}
 	if f.RuncSection != nil {
 		cfg.Runc = merge(f.Runc, *f.RuncSection)
 	}
 	return cfg, nil
+}
+
+// validate checks that every name the configuration refers to is declared,
+// so a typo cannot leave a container with a weaker profile than meant.
+func (c *Config) validate() error {
+	if c.DefaultPolicy != "" {
+		if _, ok := c.Policies[c.DefaultPolicy]; !ok {
+			return fmt.Errorf("default_policy %q is not defined in [policies]", c.DefaultPolicy)
+		}
+	}
+	for name, path := range c.Policies {
+		if !filepath.IsAbs(path) {
+			return fmt.Errorf("policies.%s = %q: the path must be absolute", name, path)
+		}
+	}
+	for name, ref := range c.Profiles {
+		if slices.Contains(levels, name) {
+			return fmt.Errorf("[profiles.%s]: %s is a built-in profile; give the operator profile another name", name, name)
+		}
+		if !filepath.IsAbs(ref.Path) {
+			return fmt.Errorf("[profiles.%s] path = %q: the path must be absolute", name, ref.Path)
+		}
+		if !slices.Contains(levels, ref.Level) {
+			return fmt.Errorf("[profiles.%s] level = %q: want one of %s (how it ranks when an annotation may only tighten)", name, ref.Level, strings.Join(levels, ", "))
+		}
+	}
+	if c.Profile != "" {
+		if _, err := c.profileLevel(c.Profile); err != nil {
+			if strings.ContainsAny(c.Profile, "/\n=") {
+				return fmt.Errorf("profile = %q: a profile file is declared as [profiles.NAME] path = \"…\" level = \"…\" and chosen by name", c.Profile)
+			}
+			return fmt.Errorf("profile = %q: %w", c.Profile, err)
+		}
+	}
+	for _, n := range c.Annotations.Profiles {
+		if _, err := c.profileLevel(n); err != nil {
+			return fmt.Errorf("annotations.profiles: %q: %w", n, err)
+		}
+	}
+	for _, n := range c.Annotations.Policies {
+		if _, ok := c.Policies[n]; !ok {
+			return fmt.Errorf("annotations.policies: %q is not defined in [policies]", n)
+		}
+	}
+	for _, n := range c.Annotations.Loosen {
+		_, isPolicy := c.Policies[n]
+		if _, err := c.profileLevel(n); err != nil && !isPolicy {
+			return fmt.Errorf("annotations.loosen: %q is neither a profile nor a policy", n)
+		}
+	}
+	return nil
 }
 
 // merge overlays the non-zero fields of over onto base.
@@ -177,12 +235,12 @@ func describeTOMLError(err error) string {
 
 // Load reads a vordr TOML configuration file.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := ReadFile(path)
 	if err != nil {
-		if os.IsNotExist(err) {
+		if errdefs.IsNotFound(err) {
 			return nil, fmt.Errorf("vordr config file %s does not exist; fix ConfigPath in the runtime options: %w", path, errdefs.ErrNotFound)
 		}
-		return nil, fmt.Errorf("read vordr config: %w", err)
+		return nil, fmt.Errorf("vordr config: %w", err)
 	}
 	return Parse(data, path)
 }

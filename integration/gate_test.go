@@ -43,6 +43,9 @@ func gateConfig(t *testing.T, d *daemon.Daemon, defaultPolicy string) string {
 		fmt.Fprintf(&b, "default_policy = %q\n", defaultPolicy)
 	}
 	fmt.Fprintf(&b, "[policies]\nstrict = %q\npermissive = %q\naudit = %q\n", k.policies[policy.Strict], k.policies[policy.Permissive], k.policies[policy.Audit])
+	// The tests pick weaker policies by annotation, which an annotation may
+	// do only where the operator says so.
+	b.WriteString("[annotations]\nloosen = [\"permissive\", \"audit\"]\n")
 	fmt.Fprintf(&b, "[runc]\nRoot = %q\n[events]\ndir = %q\n", d.RuncRoot, filepath.Join(d.Dir, "events"))
 	return b.String()
 }

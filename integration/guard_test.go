@@ -35,6 +35,21 @@ func profileRuntime(profile string) runtimeCase {
 	}}
 }
 
+// profileFileRuntime is vordr with an operator profile file, declared in the
+// runtime config and made the default.
+func profileFileRuntime(t *testing.T, p *monitor.Profile) runtimeCase {
+	t.Helper()
+	b, err := p.TOML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), p.Name+".toml")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return configRuntime(p.Name, fmt.Sprintf("profile = %q\n[profiles.%s]\npath = %q\nlevel = \"strict\"", p.Name, p.Name, path))
+}
+
 // events reads a container's event log (complete once the task is deleted).
 func events(t *testing.T, d *daemon.Daemon, id string) []monitor.Event {
 	t.Helper()
@@ -210,7 +225,23 @@ func TestGuardDriftExec(t *testing.T) {
 		}
 	})
 	t.Run("strict denies", func(t *testing.T) {
-		_, out, id := runIn(t, profileRuntime("strict"), []string{"sh", "-c", script}, scratch)
+		_, out, _ := runIn(t, profileRuntime("strict"), []string{"sh", "-c", script}, scratch)
+		if strings.Contains(out.stdout.String(), "drift-ran") {
+			t.Fatalf("strict ran a file written after start: %q", out.stdout.String())
+		}
+		if !strings.Contains(out.stdout.String(), "rc=126") {
+			t.Errorf("strict: %q, want the exec refused (rc=126)", out.stdout.String())
+		}
+	})
+	t.Run("strict guard denies on an exec-able mount", func(t *testing.T) {
+		// strict mounts /scratch noexec (the kernel refuses before any
+		// guard sees the exec); an operator profile that allows the
+		// volume exec-able leaves the guard's own denial as the line.
+		p := monitor.MustBuiltin("strict")
+		p.Name = "strict-execable"
+		p.Spec.Harden = false
+		rt := profileFileRuntime(t, p)
+		_, out, id := runIn(t, rt, []string{"sh", "-c", script}, scratch)
 		if strings.Contains(out.stdout.String(), "drift-ran") {
 			t.Fatalf("strict ran a file written after start: %q", out.stdout.String())
 		}

@@ -4,7 +4,9 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 
 	"github.com/vordr-project/vordr/internal/testimage"
@@ -15,7 +17,11 @@ func buildImages(dir string) (busybox, pause string, err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", "", err
 	}
-	bb, err := testimage.Busybox(testimage.Options{Name: testImage})
+	attack, err := buildAttack(dir)
+	if err != nil {
+		return "", "", err
+	}
+	bb, err := testimage.Busybox(testimage.Options{Name: testImage, Files: []testimage.File{{Path: "/bin/vordr-attack", Mode: 0o755, Content: attack}}})
 	if err != nil {
 		return "", "", err
 	}
@@ -32,4 +38,16 @@ func buildImages(dir string) (busybox, pause string, err error) {
 		return "", "", err
 	}
 	return busybox, pause, nil
+}
+
+// buildAttack compiles testdata/attack, the workload that tries what an
+// attacker would from inside a container; it ships in the test image.
+func buildAttack(dir string) ([]byte, error) {
+	out := filepath.Join(dir, "vordr-attack")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", out, "./testdata/attack")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("build the attack workload: %v\n%s", err, b)
+	}
+	return os.ReadFile(out)
 }

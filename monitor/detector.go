@@ -42,8 +42,21 @@ const (
 	spikeFloor    = 1000
 )
 
-func newDetector(id string, p *Profile) *detector {
-	return &detector{id: id, p: p, cfg: p.Anomaly, dests: map[string]time.Time{}, last: map[string]time.Time{}, uid: map[int]uint32{}}
+// newDetector starts a detector whose counters were zero at attached: the
+// kernel counters start at zero when the container's map entry is inserted,
+// so rates are measured from there and a burst in the first tick is seen.
+func newDetector(id string, p *Profile, attached time.Time) *detector {
+	return &detector{id: id, p: p, cfg: p.Anomaly, dests: map[string]time.Time{}, last: map[string]time.Time{}, uid: map[int]uint32{},
+		samples: []sample{{t: attached}}}
+}
+
+// sub is a - b, or 0 when the counter went backwards (an entry removed and
+// re-read as zeros must never turn into a huge unsigned rate).
+func sub(a, b uint64) uint64 {
+	if a < b {
+		return 0
+	}
+	return a - b
 }
 
 func (d *detector) alert(now time.Time, key, rule string, sev Severity, msg string, ev map[string]string) []Alert {
@@ -146,22 +159,24 @@ func (d *detector) onTick(now time.Time, c counters) []Alert {
 		d.samples = d.samples[1:]
 	}
 	first := d.samples[0]
+	// Rates are counts in the window divided by at least one second: a
+	// short window (the first tick, or the final evaluation of a container
+	// that lived 50 ms) is judged by its count, never inflated.
 	span := now.Sub(first.t).Seconds()
-	if span >= 0.2 {
-		execRate := float64(c.execs-first.execs) / max(span, 1)
-		forkRate := float64(c.forks-first.forks) / max(span, 1)
-		if d.cfg.ExecBurst > 0 && execRate > float64(d.cfg.ExecBurst) {
-			out = append(out, d.alert(now, "execburst", RuleExecBurst, SevMedium,
-				fmt.Sprintf("%.0f execs/s (threshold %d)", execRate, d.cfg.ExecBurst),
-				map[string]string{"execs": strconv.FormatUint(c.execs-first.execs, 10), "window": fmt.Sprintf("%.2fs", span)})...)
-		}
-		if d.cfg.ForkRate > 0 && forkRate > float64(d.cfg.ForkRate) {
-			out = append(out, d.alert(now, "forkrate", RuleForkBomb, SevHigh,
-				fmt.Sprintf("%.0f new processes/s (threshold %d)", forkRate, d.cfg.ForkRate),
-				map[string]string{"forks": strconv.FormatUint(c.forks-first.forks, 10), "window": fmt.Sprintf("%.2fs", span)})...)
-		}
+	execs, forks := sub(c.execs, first.execs), sub(c.forks, first.forks)
+	execRate := float64(execs) / max(span, 1)
+	forkRate := float64(forks) / max(span, 1)
+	if d.cfg.ExecBurst > 0 && execRate > float64(d.cfg.ExecBurst) {
+		out = append(out, d.alert(now, "execburst", RuleExecBurst, SevMedium,
+			fmt.Sprintf("%.0f execs/s (threshold %d)", execRate, d.cfg.ExecBurst),
+			map[string]string{"execs": strconv.FormatUint(execs, 10), "window": fmt.Sprintf("%.2fs", span)})...)
 	}
-	if live := int64(c.forks) - int64(c.exits); d.cfg.MaxProcesses > 0 && live > int64(d.cfg.MaxProcesses) {
+	if d.cfg.ForkRate > 0 && forkRate > float64(d.cfg.ForkRate) {
+		out = append(out, d.alert(now, "forkrate", RuleForkBomb, SevHigh,
+			fmt.Sprintf("%.0f new processes/s (threshold %d)", forkRate, d.cfg.ForkRate),
+			map[string]string{"forks": strconv.FormatUint(forks, 10), "window": fmt.Sprintf("%.2fs", span)})...)
+	}
+	if live := int64(sub(c.forks, c.exits)); d.cfg.MaxProcesses > 0 && live > int64(d.cfg.MaxProcesses) {
 		out = append(out, d.alert(now, "maxproc", RuleForkBomb, SevHigh,
 			fmt.Sprintf("%d live processes (threshold %d)", live, d.cfg.MaxProcesses),
 			map[string]string{"processes": strconv.FormatInt(live, 10)})...)
@@ -176,7 +191,7 @@ func (d *detector) onTick(now time.Time, c counters) []Alert {
 		prev := d.samples[len(d.samples)-2]
 		dt := now.Sub(prev.t).Seconds()
 		if dt > 0 {
-			rate := float64(c.syscalls-prev.syscalls) / dt
+			rate := float64(sub(c.syscalls, prev.syscalls)) / dt
 			d.ticks++
 			switch {
 			case d.ticks <= baselineTicks:

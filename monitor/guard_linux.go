@@ -97,19 +97,25 @@ var ErrAlreadyGuarded = errors.New("cgroup is already guarded")
 // Guard is the eBPF and fanotify guard of one container. Create it with
 // Attach, read Events until the channel closes, Close it at task delete.
 type Guard struct {
-	t       Target
-	p       *Profile
-	o       Options
-	cgid    uint64
-	set     *nodeSet
-	ring    *ebpf.Map
-	links   []link.Link
-	rd      *ringbuf.Reader
-	files   *fileGuard
-	det     *detector
-	detMu   sync.Mutex
-	mech    map[string]string
-	monoOff int64 // wall ns - monotonic ns
+	t     Target
+	p     *Profile
+	o     Options
+	cgid  uint64
+	set   *nodeSet
+	ring  *ebpf.Map
+	links []link.Link
+	rd    *ringbuf.Reader
+	files *fileGuard
+	det   *detector
+	detMu sync.Mutex
+	// stopPoll ends the counter poller; pollWG waits for it. The poller
+	// stops, and the detector judges the final counters, before the map
+	// entry is removed, so teardown never reads vanished counters.
+	stopPoll chan struct{}
+	pollWG   sync.WaitGroup
+	polling  bool
+	mech     map[string]string
+	monoOff  int64 // wall ns - monotonic ns
 	// inserted: this guard put the containers entry in; only then may it
 	// remove it (a refused second Attach must not remove the first's).
 	inserted bool
@@ -167,10 +173,11 @@ func Attach(ctx context.Context, t Target, p *Profile, o Options) (_ *Guard, err
 
 	g := &Guard{
 		t: t, p: p, o: o, cgid: t.CgroupID,
-		det:     newDetector(t.ContainerID, p),
-		mech:    map[string]string{},
-		events:  make(chan Event, o.Buffer),
-		closing: make(chan struct{}),
+		det:      newDetector(t.ContainerID, p, time.Now()),
+		stopPoll: make(chan struct{}),
+		mech:     map[string]string{},
+		events:   make(chan Event, o.Buffer),
+		closing:  make(chan struct{}),
 	}
 	defer func() {
 		if err != nil {
@@ -358,10 +365,11 @@ func Attach(ctx context.Context, t Target, p *Profile, o Options) (_ *Guard, err
 	} else {
 		g.mech["network.connect"] = "observe: bpf cgroup/connect4, connect6, bind4, bind6 on the container cgroup"
 	}
+	shaped := p.Seccomp.Mode == "default-plus" || p.Seccomp.Mode == "recompute"
 	switch {
-	case p.Seccomp.Mode == "default-plus" && o.Seccomp != nil:
+	case shaped && o.Seccomp != nil:
 		g.mech["syscalls"] = fmt.Sprintf("deny %d syscalls (module, bpf, ptrace, …): seccomp SCMP_ACT_NOTIFY answered EPERM by the vordr agent, each attempt reported", len(p.Seccomp.Deny))
-	case p.Seccomp.Mode == "default-plus":
+	case shaped:
 		g.mech["syscalls"] = fmt.Sprintf("deny %d syscalls (module, bpf, ptrace, …): seccomp in the OCI spec, EPERM; attempts are not reported (no seccomp agent)", len(p.Seccomp.Deny))
 	default:
 		g.mech["syscalls"] = "seccomp as given in the spec"
@@ -377,8 +385,12 @@ func Attach(ctx context.Context, t Target, p *Profile, o Options) (_ *Guard, err
 	}
 	g.send(Event{Time: time.Now(), Kind: KindGuard, ContainerID: t.ContainerID, CgroupID: g.cgid,
 		Mechanisms: g.Mechanisms(), Message: "guard attached (profile " + p.Name + ")"}, true)
-	g.wg.Add(2)
+	// The detector's first sample is the attach itself (counters zero).
+	g.det.samples[0].t = time.Now()
+	g.wg.Add(1)
 	go g.readRing()
+	g.pollWG.Add(1)
+	g.polling = true
 	go g.poll()
 	if g.files != nil {
 		g.files.start(g.fileEvent)
@@ -462,10 +474,17 @@ type fullCounters struct {
 }
 
 func (g *Guard) counters() fullCounters {
+	c, _ := g.liveCounters()
+	return c
+}
+
+// liveCounters reads the counters; false when the entry is not (or no
+// longer) in the map.
+func (g *Guard) liveCounters() (fullCounters, bool) {
 	var c vbpf.Container
 	var out fullCounters
 	if g.set == nil || g.set.maps[vbpf.MapContainers].Lookup(g.cgid, &c) != nil {
-		return out
+		return out, false
 	}
 	out.execs, out.forks, out.exits, out.dropped = c.Execs, c.Forks, c.Exits, c.Dropped
 	out.seen, out.connects, out.denied, out.killed = c.Seen, c.Connects, c.Denied, c.Killed
@@ -477,7 +496,7 @@ func (g *Guard) counters() fullCounters {
 			}
 		}
 	}
-	return out
+	return out, true
 }
 
 // send hands an event to the consumer. Blocking sends apply back-pressure
@@ -516,6 +535,23 @@ func (g *Guard) deliver(e Event, block bool) {
 	g.detMu.Unlock()
 	g.send(e, block)
 	g.sendAlerts(e.Time, alerts, block)
+	if e.Kind == KindExit && g.t.InitPID > 0 && e.PID == g.t.InitPID {
+		// The container is over: judge the counters now, so a burst
+		// shorter than one poll interval just before the exit is seen.
+		g.evaluate(time.Now())
+	}
+}
+
+// evaluate runs the detector's rate rules on the current counters.
+func (g *Guard) evaluate(now time.Time) {
+	c, ok := g.liveCounters()
+	if !ok {
+		return // entry gone: nothing to judge, and zeros must not look like a wrap
+	}
+	g.detMu.Lock()
+	alerts := g.det.onTick(now, c.counters)
+	g.detMu.Unlock()
+	g.sendAlerts(now, alerts, true)
 }
 
 func (g *Guard) sendAlerts(t time.Time, alerts []Alert, block bool) {
@@ -558,19 +594,15 @@ func (g *Guard) readRing() {
 }
 
 func (g *Guard) poll() {
-	defer g.wg.Done()
+	defer g.pollWG.Done()
 	t := time.NewTicker(g.o.PollInterval)
 	defer t.Stop()
 	for {
 		select {
-		case <-g.closing:
+		case <-g.stopPoll:
 			return
 		case now := <-t.C:
-			c := g.counters()
-			g.detMu.Lock()
-			alerts := g.det.onTick(now, c.counters)
-			g.detMu.Unlock()
-			g.sendAlerts(now, alerts, true)
+			g.evaluate(now)
 		}
 	}
 }
@@ -588,6 +620,14 @@ func (g *Guard) teardown() error {
 	var errs []error
 	if g.o.Seccomp != nil {
 		g.o.Seccomp.unsubscribe(g.t.ContainerID)
+	}
+	if g.polling {
+		// Stop the poller and judge the final counters while the entry
+		// still exists (a burst just before exit is alerted; a removed
+		// entry is never read as zeros).
+		close(g.stopPoll)
+		g.pollWG.Wait()
+		g.evaluate(time.Now())
 	}
 	for _, l := range g.links {
 		if err := l.Close(); err != nil {

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/pelletier/go-toml/v2"
 )
 
@@ -47,9 +48,11 @@ type Profile struct {
 	Required bool `toml:"required"`
 
 	Seccomp struct {
-		// Mode is "as-given" (leave spec.linux.seccomp alone) or
-		// "default-plus" (keep it, or allow-by-default when absent, and
-		// deny Deny with EPERM).
+		// Mode is "as-given" (leave spec.linux.seccomp alone),
+		// "default-plus" (keep it, or containerd's default when absent,
+		// and deny Deny with EPERM) or "recompute" (replace it with
+		// containerd's default for the effective capabilities, and deny
+		// Deny).
 		Mode string   `toml:"mode"`
 		Deny []string `toml:"deny"`
 	} `toml:"seccomp"`
@@ -60,6 +63,9 @@ type Profile struct {
 		Mode string   `toml:"mode"`
 		Keep []string `toml:"keep"`
 	} `toml:"capabilities"`
+
+	// Spec says how much of the deployer's spec the profile trusts.
+	Spec SpecRules `toml:"spec"`
 
 	// NoNewPrivileges and ReadonlyRootfs override the spec when set; nil
 	// leaves the spec's value.
@@ -87,6 +93,26 @@ type Profile struct {
 	Anomaly AnomalyConfig `toml:"anomaly"`
 
 	allow []allowRule
+}
+
+// SpecRules are the spec-level rules of a profile (docs/profiles.md has the
+// table of what harden does to each field).
+type SpecRules struct {
+	// Harden recomputes what the deployer chose instead of trusting it:
+	// masked and read-only paths restored, host devices dropped, sysfs and
+	// cgroupfs read-only, writable mounts noexec, and refuses host
+	// namespaces, OCI hooks and bind mounts of host-critical paths.
+	Harden bool `toml:"harden"`
+	// PidsLimit caps the container's processes (0: leave the spec's).
+	PidsLimit int64 `toml:"pids_limit"`
+	// AllowHostNamespaces names host namespaces (network, pid, ipc, uts,
+	// mount) a hardened container may share.
+	AllowHostNamespaces []string `toml:"allow_host_namespaces"`
+	// AllowHooks lists OCI hook paths a hardened spec may carry.
+	AllowHooks []string `toml:"allow_hooks"`
+	// AllowBind lists host paths a hardened container may bind-mount even
+	// though they are host-critical or sockets.
+	AllowBind []string `toml:"allow_bind"`
 }
 
 // AnomalyConfig holds the anomaly detector's thresholds. Zero disables a rule.
@@ -132,6 +158,20 @@ func BuiltinProfileTOML(name string) ([]byte, error) {
 		return nil, fmt.Errorf("no built-in profile %q (have %s): %w", name, strings.Join(BuiltinProfiles(), ", "), ErrUnknownProfile)
 	}
 	return b, nil
+}
+
+// MustBuiltin returns a fresh copy of a built-in profile; it panics on an
+// unknown name (for tests and tools with names fixed at compile time).
+func MustBuiltin(name string) *Profile {
+	b, err := BuiltinProfileTOML(name)
+	if err != nil {
+		panic(err)
+	}
+	p, err := ParseProfile(b)
+	if err != nil {
+		panic(err)
+	}
+	return p
 }
 
 // ErrUnknownProfile is returned by LoadProfile for a name that is neither a
@@ -211,9 +251,9 @@ func (p *Profile) validate() error {
 	switch p.Seccomp.Mode {
 	case "":
 		p.Seccomp.Mode = "as-given"
-	case "as-given", "default-plus":
+	case "as-given", "default-plus", "recompute":
 	default:
-		return fmt.Errorf("profile %s: seccomp.mode = %q, want as-given or default-plus", p.Name, p.Seccomp.Mode)
+		return fmt.Errorf("profile %s: seccomp.mode = %q, want as-given, default-plus or recompute", p.Name, p.Seccomp.Mode)
 	}
 	switch p.Capabilities.Mode {
 	case "":
@@ -228,6 +268,14 @@ func (p *Profile) validate() error {
 			c = "CAP_" + c
 		}
 		p.Capabilities.Keep[i] = c
+	}
+	for _, n := range p.Spec.AllowHostNamespaces {
+		if !slices.Contains(privateNamespaces, specs.LinuxNamespaceType(n)) {
+			return fmt.Errorf("profile %s: spec.allow_host_namespaces %q: want one of network, pid, ipc, uts, mount", p.Name, n)
+		}
+	}
+	if p.Spec.PidsLimit < 0 {
+		return fmt.Errorf("profile %s: spec.pids_limit must not be negative", p.Name)
 	}
 	for _, f := range p.Files.Sensitive {
 		if !path.IsAbs(f) || path.Clean(f) != f {

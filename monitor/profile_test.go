@@ -90,7 +90,9 @@ func TestApplySpec(t *testing.T) {
 			Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{
 				Bounding: slices.Clone(caps), Effective: slices.Clone(caps), Permitted: slices.Clone(caps),
 			}},
-			Linux: &specs.Linux{},
+			Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{
+				{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace}, {Type: specs.UTSNamespace}, {Type: specs.MountNamespace}, {Type: specs.NetworkNamespace},
+			}},
 		}
 	}
 
@@ -132,19 +134,30 @@ func TestApplySpec(t *testing.T) {
 		t.Errorf("ApplySpec twice: %d rules, then %d", n, len(s.Linux.Seccomp.Syscalls))
 	}
 
-	// An existing allow-list profile keeps its rules, minus what strict denies.
+	// strict recomputes: a spec profile computed for more capabilities (or
+	// one that allows mount) is replaced by containerd's default for the
+	// effective capabilities, plus strict's denials.
 	s = newSpec()
 	s.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActErrno, Syscalls: []specs.LinuxSyscall{
 		{Names: []string{"read", "write", "ptrace"}, Action: specs.ActAllow},
-		{Names: []string{"mount"}, Action: specs.ActAllow},
+		{Names: []string{"mount", "unshare", "setns", "clone3"}, Action: specs.ActAllow},
 	}}
 	strict, _ := LoadProfile("strict")
-	strict.ApplySpec(s)
-	sc = s.Linux.Seccomp
-	if sc.DefaultAction != specs.ActErrno || len(sc.Syscalls) != 2 || !slices.Equal(sc.Syscalls[0].Names, []string{"read", "write"}) {
-		t.Errorf("strict over an allow-list: %+v", sc.Syscalls)
+	if err := strict.ApplySpec(s); err != nil {
+		t.Fatal(err)
 	}
-	if last := sc.Syscalls[len(sc.Syscalls)-1]; !slices.Contains(last.Names, "ptrace") || !slices.Contains(last.Names, "mount") || *last.ErrnoRet != 1 {
+	sc = s.Linux.Seccomp
+	if sc.DefaultAction != specs.ActErrno {
+		t.Errorf("strict default action %v", sc.DefaultAction)
+	}
+	for _, r := range sc.Syscalls[:len(sc.Syscalls)-1] {
+		if r.Action == specs.ActAllow && len(r.Args) == 0 && slices.ContainsFunc(r.Names, func(n string) bool {
+			return n == "mount" || n == "unshare" || n == "setns" || n == "clone3" || n == "ptrace"
+		}) {
+			t.Errorf("strict still allows %v", r.Names)
+		}
+	}
+	if last := sc.Syscalls[len(sc.Syscalls)-1]; !slices.Contains(last.Names, "ptrace") || !slices.Contains(last.Names, "mount") || !slices.Contains(last.Names, "unshare") || *last.ErrnoRet != 1 {
 		t.Errorf("strict deny rule %+v", last)
 	}
 	if !s.Root.Readonly || !slices.Equal(s.Process.Capabilities.Bounding, []string{"CAP_NET_BIND_SERVICE"}) {
@@ -162,8 +175,8 @@ func TestApplySpec(t *testing.T) {
 
 func TestDetectorRules(t *testing.T) {
 	p, _ := LoadProfile("balanced")
-	d := newDetector("c1", p)
 	t0 := time.Unix(1000, 0)
+	d := newDetector("c1", p, t0)
 	rules := func(as []Alert) (r []string) {
 		for _, a := range as {
 			r = append(r, a.Rule)
@@ -208,8 +221,40 @@ func TestDetectorRules(t *testing.T) {
 		t.Errorf("drift not raised: %v", got)
 	}
 	devp, _ := LoadProfile("dev")
-	if got := rules(newDetector("c", devp).onEvent(&Event{Time: t0, Kind: KindExec, Path: "/tmp/x", Drift: true})); len(got) != 0 {
+	if got := rules(newDetector("c", devp, t0).onEvent(&Event{Time: t0, Kind: KindExec, Path: "/tmp/x", Drift: true})); len(got) != 0 {
 		t.Errorf("dev alerted on drift: %v", got)
+	}
+}
+
+// TestDetectorNoBlindWindows: rates count from zero at attach, a window
+// shorter than a second is judged by its count, and counters that go
+// backwards (an entry read after removal) never raise an alert.
+func TestDetectorNoBlindWindows(t *testing.T) {
+	p, _ := LoadProfile("balanced")
+	t0 := time.Unix(1000, 0)
+	has := func(as []Alert, rule string) bool {
+		return slices.ContainsFunc(as, func(a Alert) bool { return a.Rule == rule })
+	}
+	// A 400-process burst before the first tick: the first tick sees it.
+	d := newDetector("c", p, t0)
+	if got := d.onTick(t0.Add(250*time.Millisecond), counters{execs: 400, forks: 400, exits: 0}); !has(got, RuleExecBurst) || !has(got, RuleForkBomb) {
+		t.Errorf("burst in the first tick not alerted: %v", got)
+	}
+	// A container that lives 50 ms: the final evaluation judges it.
+	d = newDetector("c", p, t0)
+	if got := d.onTick(t0.Add(50*time.Millisecond), counters{execs: 60, forks: 60, exits: 60}); !has(got, RuleExecBurst) {
+		t.Errorf("short-lived burst not alerted: %v", got)
+	}
+	// Few execs over a short window are not a burst (no inflation).
+	d = newDetector("c", p, t0)
+	if got := d.onTick(t0.Add(10*time.Millisecond), counters{execs: 5, forks: 5, exits: 5}); len(got) != 0 {
+		t.Errorf("5 execs in 10 ms alerted: %v", got)
+	}
+	// Counters read as zero after some activity: no wrap-around alert.
+	d = newDetector("c", p, t0)
+	d.onTick(t0.Add(250*time.Millisecond), counters{execs: 10, forks: 12, exits: 3})
+	if got := d.onTick(t0.Add(500*time.Millisecond), counters{}); len(got) != 0 {
+		t.Errorf("counters going backwards raised %v", got)
 	}
 }
 
@@ -218,8 +263,8 @@ func TestDetectorSyscallSpike(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := newDetector("c", p)
 	t0 := time.Unix(0, 0)
+	d := newDetector("c", p, t0)
 	var n uint64
 	var raised bool
 	for i := 0; i < 40; i++ {

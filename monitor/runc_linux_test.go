@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -72,6 +73,7 @@ func runcBundle(t *testing.T, p *Profile, agent *SeccompAgent, script string) (b
 			CgroupsPath: cgroupsPath,
 			Namespaces: []specs.LinuxNamespace{
 				{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace}, {Type: specs.UTSNamespace}, {Type: specs.MountNamespace},
+				{Type: specs.NetworkNamespace},
 			},
 			MaskedPaths:   []string{"/proc/kcore"},
 			ReadonlyPaths: []string{"/proc/sys"},
@@ -79,6 +81,14 @@ func runcBundle(t *testing.T, p *Profile, agent *SeccompAgent, script string) (b
 	}
 	if err := p.ApplySpec(s, WithSeccompAgent(agent)); err != nil {
 		t.Fatal(err)
+	}
+	// strict mounts /tmp noexec, which would stop the drift exec before
+	// the guard sees it: this test is about the guard's own denial (the
+	// spec hardening is tested on its own), so /tmp stays executable.
+	for i := range s.Mounts {
+		if s.Mounts[i].Destination == "/tmp" {
+			s.Mounts[i].Options = slices.DeleteFunc(s.Mounts[i].Options, func(o string) bool { return o == "noexec" })
+		}
 	}
 	b, _ := json.MarshalIndent(s, "", "  ")
 	os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644)

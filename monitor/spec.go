@@ -1,19 +1,35 @@
 package monitor
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"path"
 	"runtime"
 	"slices"
+	"strings"
+	"sync"
 
 	ctrdseccomp "github.com/containerd/containerd/v2/contrib/seccomp"
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-// ApplySpec shapes an OCI spec before runc create: seccomp denials,
-// capabilities, no_new_privileges and a read-only rootfs, as the profile says
+// ErrSpecRefused is wrapped when a hardening profile meets a spec field it
+// cannot neutralise; the error names the field.
+var ErrSpecRefused = errors.New("refused by the security profile")
+
+// ApplySpec shapes an OCI spec before runc create, as the profile says
 // (docs/profiles.md). It only ever takes privileges away: capabilities are
-// intersected, never added, and the spec's own seccomp rules are kept except
-// where a denied syscall was explicitly allowed. Calling it twice is harmless.
+// intersected, never added. Calling it twice is harmless.
+//
+// A profile with spec.harden (strict) does not trust the spec: it recomputes
+// what the deployer chose (seccomp for the effective capabilities, masked
+// paths, devices, mount flags) and refuses what it cannot neutralise (host
+// namespaces, OCI hooks, bind mounts of host-critical paths or sockets), with
+// an error that names the field.
 //
 // With WithSeccompAgent the denied syscalls use SCMP_ACT_NOTIFY and runc
 // hands the agent the notification descriptor, so every attempt is reported
@@ -26,10 +42,8 @@ func (p *Profile) ApplySpec(s *specs.Spec, opts ...SpecOption) error {
 	if s == nil {
 		return errors.New("apply profile: nil spec")
 	}
-	if p.NoNewPrivileges != nil && s.Process != nil {
-		// Only ever raise it: a profile with no_new_privileges = false does
-		// not undo a spec that asked for it.
-		s.Process.NoNewPrivileges = s.Process.NoNewPrivileges || *p.NoNewPrivileges
+	if s.Process != nil {
+		p.ApplyProcess(s.Process)
 	}
 	if p.ReadonlyRootfs != nil && *p.ReadonlyRootfs {
 		if s.Root == nil {
@@ -37,8 +51,91 @@ func (p *Profile) ApplySpec(s *specs.Spec, opts ...SpecOption) error {
 		}
 		s.Root.Readonly = true
 	}
-	if p.Capabilities.Mode == "intersect" && s.Process != nil && s.Process.Capabilities != nil {
-		c := s.Process.Capabilities
+	if p.Spec.Harden {
+		if s.Linux == nil {
+			s.Linux = &specs.Linux{}
+		}
+		if err := p.harden(s); err != nil {
+			return err
+		}
+	}
+	if p.Spec.PidsLimit > 0 {
+		if s.Linux == nil {
+			s.Linux = &specs.Linux{}
+		}
+		if s.Linux.Resources == nil {
+			s.Linux.Resources = &specs.LinuxResources{}
+		}
+		if s.Linux.Resources.Pids == nil {
+			s.Linux.Resources.Pids = &specs.LinuxPids{}
+		}
+		// Only ever lower it: a spec with a smaller limit keeps it.
+		if l := s.Linux.Resources.Pids.Limit; l == nil || *l <= 0 || *l > p.Spec.PidsLimit {
+			limit := p.Spec.PidsLimit
+			s.Linux.Resources.Pids.Limit = &limit
+		}
+	}
+	switch p.Seccomp.Mode {
+	case "recompute":
+		if s.Linux == nil {
+			s.Linux = &specs.Linux{}
+		}
+		// Never the spec's own profile: it may have been computed for
+		// capabilities the intersection above removed (--cap-add
+		// SYS_ADMIN keeps clone with namespace flags, mount, setns…).
+		// containerd's default for the effective capabilities, plus ours.
+		s.Linux.Seccomp = ctrdseccomp.DefaultProfile(withCaps(s))
+		applySeccomp(s.Linux, p.Seccomp.Deny, cfg.listener)
+	case "default-plus":
+		if len(p.Seccomp.Deny) == 0 {
+			break
+		}
+		if s.Linux == nil {
+			s.Linux = &specs.Linux{}
+		}
+		if s.Linux.Seccomp == nil {
+			// No profile given (plain `ctr run`): start from containerd's
+			// default, computed for the capabilities left after the
+			// intersection above, as nerdctl and the CRI plugin do.
+			s.Linux.Seccomp = ctrdseccomp.DefaultProfile(withCaps(s))
+		}
+		applySeccomp(s.Linux, p.Seccomp.Deny, cfg.listener)
+	}
+	return nil
+}
+
+// withCaps returns s, or a copy whose process has an empty capability set
+// where the spec has none: containerd's DefaultProfile reads
+// Process.Capabilities.Bounding unconditionally, and a spec without
+// capabilities (valid OCI) grants none.
+func withCaps(s *specs.Spec) *specs.Spec {
+	if s.Process != nil && s.Process.Capabilities != nil {
+		return s
+	}
+	c := *s
+	proc := specs.Process{}
+	if s.Process != nil {
+		proc = *s.Process
+	}
+	proc.Capabilities = &specs.LinuxCapabilities{}
+	c.Process = &proc
+	return &c
+}
+
+// ApplyProcess applies the process-level part of the profile
+// (capabilities, no_new_privileges) to a process: the container's init, or
+// an exec'd process whose spec the client sends unshaped.
+func (p *Profile) ApplyProcess(proc *specs.Process) {
+	if proc == nil {
+		return
+	}
+	if p.NoNewPrivileges != nil {
+		// Only ever raise it: a profile with no_new_privileges = false does
+		// not undo a spec that asked for it.
+		proc.NoNewPrivileges = proc.NoNewPrivileges || *p.NoNewPrivileges
+	}
+	if p.Capabilities.Mode == "intersect" && proc.Capabilities != nil {
+		c := proc.Capabilities
 		keep := func(l []string) []string {
 			out := l[:0:0]
 			for _, x := range l {
@@ -54,20 +151,167 @@ func (p *Profile) ApplySpec(s *specs.Spec, opts ...SpecOption) error {
 		c.Ambient = keep(c.Ambient)
 		c.Inheritable = keep(c.Inheritable)
 	}
-	if p.Seccomp.Mode == "default-plus" && len(p.Seccomp.Deny) > 0 {
-		if s.Linux == nil {
-			s.Linux = &specs.Linux{}
+}
+
+// hostCritical are host paths a hardened container may not bind-mount, nor
+// any directory containing one: each is a known way out (the host's /proc
+// and /sys, devices, the container runtimes' state and sockets, the
+// kubelet's credentials, system binaries and configuration).
+var hostCritical = []string{
+	"/proc", "/sys", "/dev", "/boot", "/etc", "/root", "/home", "/usr", "/bin", "/sbin", "/lib", "/lib64",
+	"/run", "/var/run", "/run/containerd", "/var/lib/containerd", "/var/lib/kubelet", "/var/lib/docker",
+	"/run/vordr", "/sys/fs/bpf", "/var/log",
+}
+
+// Namespaces a hardened container must have of its own.
+var privateNamespaces = []specs.LinuxNamespaceType{specs.PIDNamespace, specs.IPCNamespace, specs.NetworkNamespace, specs.UTSNamespace, specs.MountNamespace}
+
+func (p *Profile) harden(s *specs.Spec) error {
+	l := s.Linux
+	// OCI hooks run on the host, as root, before the container's
+	// namespaces confine anything: no profile can shape them.
+	if s.Hooks != nil {
+		for kind, hs := range map[string][]specs.Hook{
+			"prestart": s.Hooks.Prestart, "createRuntime": s.Hooks.CreateRuntime, "createContainer": s.Hooks.CreateContainer,
+			"startContainer": s.Hooks.StartContainer, "poststart": s.Hooks.Poststart, "poststop": s.Hooks.Poststop,
+		} {
+			for i, h := range hs {
+				if !slices.Contains(p.Spec.AllowHooks, h.Path) {
+					return fmt.Errorf("spec field hooks.%s[%d] (%s): an OCI hook runs on the host as root, which profile %s refuses (the operator may allow it by path in spec.allow_hooks): %w", kind, i, h.Path, p.Name, ErrSpecRefused)
+				}
+			}
 		}
-		if s.Linux.Seccomp == nil {
-			// No profile given (plain `ctr run`): start from containerd's
-			// default, computed for the capabilities left after the
-			// intersection above, as nerdctl and the CRI plugin do.
-			s.Linux.Seccomp = ctrdseccomp.DefaultProfile(s)
+	}
+	for _, t := range privateNamespaces {
+		i := slices.IndexFunc(l.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == t })
+		host := i < 0
+		if i >= 0 && l.Namespaces[i].Path != "" {
+			host = sameNamespace(l.Namespaces[i].Path, "/proc/1/ns/"+nsFile(t))
 		}
-		applySeccomp(s.Linux, p.Seccomp.Deny, cfg.listener)
+		if host && !slices.Contains(p.Spec.AllowHostNamespaces, string(t)) {
+			return fmt.Errorf("spec field linux.namespaces: the container would share the host's %s namespace, which profile %s refuses (the operator may allow it by name in spec.allow_host_namespaces): %w", t, p.Name, ErrSpecRefused)
+		}
+	}
+	def := defaultSpec()
+	// --privileged clears the masks and read-only paths: restore them.
+	l.MaskedPaths = union(l.MaskedPaths, def.Linux.MaskedPaths)
+	l.ReadonlyPaths = union(l.ReadonlyPaths, def.Linux.ReadonlyPaths)
+	// Host devices (--privileged adds every one, --device one) are dropped;
+	// runc still creates the standard set (null, zero, full, tty, random,
+	// urandom, ptmx) and allows exactly those in the device cgroup.
+	l.Devices = nil
+	if l.Resources == nil {
+		l.Resources = &specs.LinuxResources{}
+	}
+	l.Resources.Devices = []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}
+	for i := range s.Mounts {
+		m := &s.Mounts[i]
+		if isBind(m) {
+			if err := p.checkBind(i, m); err != nil {
+				return err
+			}
+		}
+		switch m.Type {
+		case "sysfs", "cgroup", "cgroup2":
+			// --privileged makes them writable: host-global knobs.
+			m.Options = setRO(m.Options)
+		case "proc":
+			// /proc is masked and read-only where it matters (paths above);
+			// nothing in it is executed.
+		}
+		m.Options = addOpts(m.Options, "nosuid")
+		if !slices.Contains(m.Options, "ro") {
+			// Nothing written at run time may be executed or mapped
+			// executable: closes `ld.so ./dropped` and memfd-less
+			// loader tricks on tmpfs and volumes.
+			m.Options = addOpts(m.Options, "noexec")
+		}
+		if m.Destination != "/dev" && m.Destination != "/dev/pts" && m.Type != "devpts" {
+			// /dev must keep device nodes working (runc bind-mounts the
+			// standard ones there).
+			m.Options = addOpts(m.Options, "nodev")
+		}
+	}
+	if s.Root != nil && !s.Root.Readonly {
+		// A writable rootfs with a hardening profile: the rootfs cannot be
+		// mounted noexec (the image's binaries live there), so refuse.
+		if p.ReadonlyRootfs == nil || !*p.ReadonlyRootfs {
+			return fmt.Errorf("spec field root.readonly: profile %s hardens the spec but leaves the rootfs writable; set readonly_rootfs = true in the profile: %w", p.Name, ErrSpecRefused)
+		}
 	}
 	return nil
 }
+
+func (p *Profile) checkBind(i int, m *specs.Mount) error {
+	src := path.Clean(m.Source)
+	if slices.Contains(p.Spec.AllowBind, src) {
+		return nil
+	}
+	for _, c := range hostCritical {
+		if src == c || strings.HasPrefix(c, src+"/") || src == "/" {
+			return fmt.Errorf("spec field mounts[%d] (bind %s → %s): the host path is or contains %s, which profile %s refuses to bind-mount (the operator may allow it by path in spec.allow_bind): %w", i, m.Source, m.Destination, c, p.Name, ErrSpecRefused)
+		}
+	}
+	if isSocket(src) {
+		return fmt.Errorf("spec field mounts[%d] (bind %s → %s): a host unix socket gives the container a host service (the CVE-2020-15257 class), which profile %s refuses (the operator may allow it by path in spec.allow_bind): %w", i, m.Source, m.Destination, p.Name, ErrSpecRefused)
+	}
+	return nil
+}
+
+func isBind(m *specs.Mount) bool {
+	return m.Type == "bind" || slices.Contains(m.Options, "bind") || slices.Contains(m.Options, "rbind")
+}
+
+func setRO(opts []string) []string {
+	opts = slices.DeleteFunc(slices.Clone(opts), func(o string) bool { return o == "rw" })
+	return addOpts(opts, "ro")
+}
+
+func addOpts(opts []string, add ...string) []string {
+	for _, a := range add {
+		if !slices.Contains(opts, a) {
+			opts = append(opts, a)
+		}
+	}
+	return opts
+}
+
+func union(a, b []string) []string {
+	out := slices.Clone(a)
+	for _, x := range b {
+		if !slices.Contains(out, x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func nsFile(t specs.LinuxNamespaceType) string {
+	switch t {
+	case specs.NetworkNamespace:
+		return "net"
+	case specs.MountNamespace:
+		return "mnt"
+	default:
+		return string(t)
+	}
+}
+
+// defaultSpec is containerd's default Linux spec (masked and read-only
+// paths, mounts), the baseline a hardening profile restores.
+var defaultSpec = sync.OnceValue(func() *oci.Spec {
+	ctx := namespaces.WithNamespace(context.Background(), "vordr")
+	s, err := oci.GenerateSpec(ctx, nil, &containers.Container{ID: "vordr-default"})
+	if err != nil || s.Linux == nil {
+		// GenerateSpec needs nothing but a namespace; keep a safe floor
+		// even so.
+		return &oci.Spec{Linux: &specs.Linux{
+			MaskedPaths:   []string{"/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/sys/devices/virtual/powercap", "/proc/scsi"},
+			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
+		}}
+	}
+	return s
+})
 
 // SpecOption modifies ApplySpec.
 type SpecOption func(*specConfig)

@@ -63,21 +63,13 @@ type Gate struct {
 	client   *containerd.Client
 
 	mu       sync.Mutex
-	policies map[string]*loadedPolicy // by path
-	verified map[string]verdict       // by evidence key | policy digest
+	verified map[string]verdict // by evidence key | policy digest
 }
 
 // verdict is a cached successful verification.
 type verdict struct {
 	until   time.Time
 	chainID digest.Digest
-}
-
-type loadedPolicy struct {
-	size   int64
-	mtime  time.Time
-	pol    *policy.Policy
-	digest digest.Digest
 }
 
 // New makes the gate for a shim; the containerd address is the one the shim
@@ -87,7 +79,7 @@ func New(ic *cplugin.InitContext, publisher shim.Publisher) (task.Hook, error) {
 	if addr == "" {
 		addr = os.Getenv("GRPC_ADDRESS")
 	}
-	g := &Gate{address: addr, publisher: publisher, policies: map[string]*loadedPolicy{}, verified: map[string]verdict{}}
+	g := &Gate{address: addr, publisher: publisher, verified: map[string]verdict{}}
 	if addr != "" {
 		// Connect while containerd is still starting the shim, so the first
 		// Create does not pay for the connection.
@@ -142,18 +134,17 @@ func (p *phases) String() string { return strings.Join(p.steps, " ") }
 func (g *Gate) PreCreate(ctx context.Context, c *task.Container) error {
 	start := time.Now()
 	lg := log.G(ctx).WithField("id", c.ID)
-	name, path, err := choosePolicy(c)
-	if err != nil {
-		return err
-	}
-	if path == "" {
-		lg.Warn("vordr gate: no verification policy configured (runtime config [policies] / default_policy); the container's image is not verified (audit)")
+	sel := c.Selection
+	if sel == nil || sel.Policy == nil {
+		// Not a warning per container: the node has simply not configured
+		// verification. `vordr doctor` reports it once.
+		lg.Debug("vordr gate: no verification policy configured (runtime config [policies] / default_policy); the container's image is not verified (audit)")
 		return nil
 	}
-	pol, pd, err := g.loadPolicy(path)
-	lg = lg.WithField("policy_load", time.Since(start).Round(time.Microsecond).String())
+	name, pol := sel.PolicyName, sel.Policy
+	pd, err := plugin.PolicyDigest(pol)
 	if err != nil {
-		return fmt.Errorf("verification policy %q (%s) cannot be loaded, so nothing can be verified; fix the file or the runtime config: %w", name, path, err)
+		return fmt.Errorf("verification policy %q: %w", name, err)
 	}
 	d := g.check(namespaces.WithNamespace(ctx, c.Namespace), c, pol, pd)
 	d.Policy, d.Elapsed = name, time.Since(start)
@@ -172,61 +163,9 @@ func (g *Gate) PreCreate(ctx context.Context, c *task.Container) error {
 		return nil
 	default:
 		lg.WithError(d.Err).Error("vordr gate: refused")
+		g.alert(ctx, c, d)
 		return fmt.Errorf("image %s is not verified under policy %q (strict): %w: %w", d.Image, name, d.Err, errdefs.ErrPermissionDenied)
 	}
-}
-
-// choosePolicy returns the policy a container runs under: the annotation's
-// (which must name a configured policy) or the default.
-func choosePolicy(c *task.Container) (name, path string, err error) {
-	cfg := c.Config
-	if c.Spec != nil {
-		name = c.Spec.Annotations[plugin.AnnotationPolicy]
-	}
-	if name != "" {
-		if cfg != nil {
-			path = cfg.Policies[name]
-		}
-		if path == "" {
-			src := "defaults"
-			if cfg != nil {
-				src = cfg.Source
-			}
-			return "", "", fmt.Errorf("annotation %s=%q names a policy that the runtime config (%s) does not define; add it under [policies] or fix the annotation: %w",
-				plugin.AnnotationPolicy, name, src, errdefs.ErrInvalidArgument)
-		}
-		return name, path, nil
-	}
-	if cfg == nil || cfg.DefaultPolicy == "" {
-		return "", "", nil
-	}
-	return cfg.DefaultPolicy, cfg.Policies[cfg.DefaultPolicy], nil
-}
-
-// loadPolicy parses a policy file once per content change.
-func (g *Gate) loadPolicy(path string) (*policy.Policy, digest.Digest, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, "", err
-	}
-	g.mu.Lock()
-	lp := g.policies[path]
-	g.mu.Unlock()
-	if lp != nil && lp.size == fi.Size() && lp.mtime.Equal(fi.ModTime()) {
-		return lp.pol, lp.digest, nil
-	}
-	p, err := policy.Load(path)
-	if err != nil {
-		return nil, "", err
-	}
-	d, err := plugin.PolicyDigest(p)
-	if err != nil {
-		return nil, "", err
-	}
-	g.mu.Lock()
-	g.policies[path] = &loadedPolicy{size: fi.Size(), mtime: fi.ModTime(), pol: p, digest: d}
-	g.mu.Unlock()
-	return p, d, nil
 }
 
 func (g *Gate) getClient() (*containerd.Client, error) {

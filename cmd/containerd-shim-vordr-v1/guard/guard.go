@@ -27,11 +27,7 @@ import (
 	"github.com/vordr-project/vordr/cmd/containerd-shim-vordr-v1/task"
 	"github.com/vordr-project/vordr/eventlog"
 	"github.com/vordr-project/vordr/monitor"
-	labels "github.com/vordr-project/vordr/plugin"
 )
-
-// DefaultProfile applies when neither the annotation nor the config names one.
-const DefaultProfile = "balanced"
 
 func init() {
 	task.RegisterHook(task.HookFactory{
@@ -75,24 +71,13 @@ func key(c *task.Container) string { return c.Namespace + "/" + c.ID }
 
 func (h *hook) Name() string { return "guard" }
 
-// profileName picks the container's profile: annotation, runtime config, default.
-func profileName(c *task.Container) string {
-	if p := c.Spec.Annotations[labels.AnnotationProfile]; p != "" {
-		return p
-	}
-	if c.Config != nil && c.Config.Profile != "" {
-		return c.Config.Profile
-	}
-	return DefaultProfile
-}
-
-// PreCreate loads the profile and shapes the spec with it.
+// PreCreate shapes the spec with the container's profile (config.Select
+// chose it).
 func (h *hook) PreCreate(ctx context.Context, c *task.Container) error {
-	name := profileName(c)
-	p, err := monitor.LoadProfile(name)
-	if err != nil {
-		return fmt.Errorf("security profile %q: %w", name, err)
+	if c.Selection == nil || c.Selection.Profile == nil {
+		return errors.New("internal error: no profile selected for the container")
 	}
+	p := c.Selection.Profile
 	var opts []monitor.SpecOption
 	if h.agent != nil {
 		opts = append(opts, monitor.WithSeccompAgent(h.agent))
@@ -218,7 +203,9 @@ func (h *hook) publish(ctx context.Context, topic, mediaType string, v any, fiel
 
 // PreExec gives exec'd processes the same process-level hardening as the
 // container's init (capabilities, no_new_privileges): the client sends the
-// exec's process spec itself, unshaped.
+// exec's process spec itself, unshaped. Seccomp, mounts and namespaces are
+// the container's: runc exec takes them from the container, not from the
+// process spec.
 func (h *hook) PreExec(ctx context.Context, c *task.Container, execID string, p *specs.Process) error {
 	h.mu.Lock()
 	g := h.state[key(c)]
@@ -226,10 +213,7 @@ func (h *hook) PreExec(ctx context.Context, c *task.Container, execID string, p 
 	if g == nil {
 		return nil
 	}
-	s := &specs.Spec{Process: p, Root: &specs.Root{}, Linux: &specs.Linux{}}
-	if err := g.profile.ApplySpec(s); err != nil {
-		return fmt.Errorf("apply security profile %q to exec %s: %w", g.profile.Name, execID, err)
-	}
+	g.profile.ApplyProcess(p)
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/containerd/containerd/api/types"
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -28,8 +29,14 @@ type Container struct {
 	Bundle    string
 	// Rootfs is the container's root filesystem as mounted in the bundle.
 	Rootfs string
+	// Mounts are the rootfs mounts the Create request carries: what the
+	// shim mounts at Rootfs. The gate proves they are the verified content.
+	Mounts []*types.Mount
 	Spec   *specs.Spec
 	Config *config.Config
+	// Selection is the profile and policy the container runs under, decided
+	// once (config.Select) for every hook.
+	Selection *config.Selection
 
 	// Pid is the init process, waiting in runc init until Start.
 	Pid int

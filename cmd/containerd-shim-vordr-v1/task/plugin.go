@@ -68,7 +68,7 @@ func init() {
 				}
 				hooks = append(hooks, h)
 			}
-			return newService(inner, hooks), nil
+			return newService(inner, hooks, publisher), nil
 		},
 	})
 }

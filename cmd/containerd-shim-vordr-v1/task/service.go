@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -18,13 +19,16 @@ import (
 
 	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/shim"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/log"
 	"github.com/containerd/ttrpc"
 	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/vordr-project/vordr/alerts"
 	"github.com/vordr-project/vordr/config"
 )
 
@@ -32,7 +36,8 @@ import (
 // embedded service's.
 type service struct {
 	taskapi.TTRPCTaskService
-	hooks []Hook
+	hooks     []Hook
+	publisher shim.Publisher
 
 	mu         sync.Mutex
 	containers map[string]*Container
@@ -40,8 +45,8 @@ type service struct {
 
 var _ taskapi.TTRPCTaskService = (*service)(nil)
 
-func newService(inner taskapi.TTRPCTaskService, hooks []Hook) *service {
-	return &service{TTRPCTaskService: inner, hooks: hooks, containers: map[string]*Container{}}
+func newService(inner taskapi.TTRPCTaskService, hooks []Hook, publisher shim.Publisher) *service {
+	return &service{TTRPCTaskService: inner, hooks: hooks, publisher: publisher, containers: map[string]*Container{}}
 }
 
 // RegisterTTRPC serves the wrapper, not the inner service (which would
@@ -60,7 +65,14 @@ func (s *service) container(id string) *Container {
 // Create translates vordr's runtime options for runc, runs the hooks' PreCreate,
 // runc create, learns the init process's cgroup, and runs PostCreate: by the
 // time Create returns, every hook is in force and the container has not run.
-func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *taskapi.CreateTaskResponse, retErr error) {
+func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*taskapi.CreateTaskResponse, error) {
+	resp, err := s.create(ctx, r)
+	// Over ttrpc only a gRPC status keeps the error's kind: the client
+	// must see InvalidArgument / PermissionDenied, not Unknown.
+	return resp, errgrpc.ToGRPC(err)
+}
+
+func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *taskapi.CreateTaskResponse, retErr error) {
 	cfg, err := config.FromOptions(r.Options)
 	if err != nil {
 		return nil, err
@@ -79,13 +91,22 @@ func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		return nil, err
 	}
 	ns, _ := namespaces.Namespace(ctx)
+	sel, err := cfg.Select(spec.Annotations)
+	if err != nil {
+		if errors.Is(err, config.ErrAnnotationRefused) {
+			s.alertRefused(ctx, ns, r.ID, err)
+		}
+		return nil, fmt.Errorf("vordr refused container %s: %w", r.ID, err)
+	}
 	c := &Container{
 		ID:        r.ID,
 		Namespace: ns,
 		Bundle:    r.Bundle,
 		Rootfs:    rootfsOf(r.Bundle, spec),
+		Mounts:    r.Rootfs,
 		Spec:      spec,
 		Config:    cfg,
+		Selection: sel,
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -173,6 +194,30 @@ func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	return resp, nil
 }
 
+// alertRefused reports a deployer's attempt to choose what the operator did
+// not offer: it is an attack or a misconfiguration, and either way someone
+// must see it.
+func (s *service) alertRefused(ctx context.Context, ns, id string, err error) {
+	log.G(ctx).WithError(err).WithField("id", id).Error("vordr: annotation refused")
+	if s.publisher == nil {
+		return
+	}
+	a := map[string]any{"rule": RuleAnnotationRefused, "severity": "high", "container_id": id, "message": err.Error()}
+	d, eerr := alerts.Encode(alerts.MediaTypeAlert, a, map[string]string{
+		"rule": RuleAnnotationRefused, "severity": "high", "container": id, "namespace": ns, "message": err.Error(),
+	})
+	if eerr != nil {
+		return
+	}
+	if perr := s.publisher.Publish(namespaces.WithNamespace(ctx, ns), alerts.TopicAlert, d); perr != nil {
+		log.G(ctx).WithError(perr).Warn("vordr: publish alert")
+	}
+}
+
+// RuleAnnotationRefused is the alert rule for a refused vordr.io/*
+// annotation.
+const RuleAnnotationRefused = "annotation-refused"
+
 // undo runs Deleted for the first n hooks, last first.
 func (s *service) undo(ctx context.Context, c *Container, n int) {
 	for i := n - 1; i >= 0; i-- {
@@ -188,7 +233,7 @@ func (s *service) Start(ctx context.Context, r *taskapi.StartRequest) (*taskapi.
 			for _, h := range s.hooks {
 				if err := h.PreStart(ctx, c); err != nil {
 					c.mu.Unlock()
-					return nil, fmt.Errorf("vordr %s refused to start container %s: %w", h.Name(), r.ID, err)
+					return nil, errgrpc.ToGRPC(fmt.Errorf("vordr %s refused to start container %s: %w", h.Name(), r.ID, err))
 				}
 			}
 			c.mu.Unlock()
@@ -205,13 +250,13 @@ func (s *service) Exec(ctx context.Context, r *taskapi.ExecProcessRequest) (*emp
 	}
 	var p specs.Process
 	if err := json.Unmarshal(r.Spec.GetValue(), &p); err != nil {
-		return nil, fmt.Errorf("exec %s: process spec is not valid JSON: %v: %w", r.ExecID, err, errdefs.ErrInvalidArgument)
+		return nil, errgrpc.ToGRPC(fmt.Errorf("exec %s: process spec is not valid JSON: %v: %w", r.ExecID, err, errdefs.ErrInvalidArgument))
 	}
 	c.mu.Lock()
 	for _, h := range s.hooks {
 		if err := h.PreExec(ctx, c, r.ExecID, &p); err != nil {
 			c.mu.Unlock()
-			return nil, fmt.Errorf("vordr %s refused exec %s in container %s: %w", h.Name(), r.ExecID, r.ID, err)
+			return nil, errgrpc.ToGRPC(fmt.Errorf("vordr %s refused exec %s in container %s: %w", h.Name(), r.ExecID, r.ID, err))
 		}
 	}
 	c.mu.Unlock()

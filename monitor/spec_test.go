@@ -1,0 +1,211 @@
+//go:build linux
+
+package monitor
+
+import (
+	"context"
+	"errors"
+	"net"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	ctrdseccomp "github.com/containerd/containerd/v2/contrib/seccomp"
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// deployerSpec is what containerd's client builds for a deployer's options.
+func deployerSpec(t *testing.T, opts ...oci.SpecOpts) *specs.Spec {
+	t.Helper()
+	ctx := namespaces.WithNamespace(context.Background(), "test")
+	s, err := oci.GenerateSpec(ctx, nil, &containers.Container{ID: "c"}, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestHardenPrivileged: --privileged under strict gets containerd's masks
+// and read-only paths back, read-only sysfs, no host devices, strict's
+// capabilities and a seccomp profile computed for them.
+func TestHardenPrivileged(t *testing.T) {
+	strict := mustProfile(t, "strict")
+	s := deployerSpec(t, oci.WithPrivileged, oci.WithAllDevicesAllowed, oci.WithHostDevices)
+	if len(s.Linux.MaskedPaths) != 0 || len(s.Linux.Devices) == 0 {
+		t.Fatalf("precondition: privileged spec has masks %v and %d devices", s.Linux.MaskedPaths, len(s.Linux.Devices))
+	}
+	if err := strict.ApplySpec(s); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/proc/kcore", "/proc/keys", "/sys/firmware"} {
+		if !slices.Contains(s.Linux.MaskedPaths, p) {
+			t.Errorf("masked path %s not restored: %v", p, s.Linux.MaskedPaths)
+		}
+	}
+	if !slices.Contains(s.Linux.ReadonlyPaths, "/proc/sys") || !slices.Contains(s.Linux.ReadonlyPaths, "/proc/sysrq-trigger") {
+		t.Errorf("read-only paths not restored: %v", s.Linux.ReadonlyPaths)
+	}
+	if len(s.Linux.Devices) != 0 {
+		t.Errorf("host devices kept: %d", len(s.Linux.Devices))
+	}
+	if d := s.Linux.Resources.Devices; len(d) != 1 || d[0].Allow {
+		t.Errorf("device cgroup: %+v", d)
+	}
+	for _, m := range s.Mounts {
+		if m.Type == "sysfs" && (!slices.Contains(m.Options, "ro") || slices.Contains(m.Options, "rw")) {
+			t.Errorf("sysfs mount options %v", m.Options)
+		}
+		if !slices.Contains(m.Options, "ro") && !slices.Contains(m.Options, "noexec") {
+			t.Errorf("writable mount %s without noexec: %v", m.Destination, m.Options)
+		}
+	}
+	if c := s.Process.Capabilities; !slices.Equal(c.Bounding, []string{"CAP_NET_BIND_SERVICE"}) || len(c.Effective) > 1 {
+		t.Errorf("capabilities %+v", c)
+	}
+	if !s.Process.NoNewPrivileges || !s.Root.Readonly {
+		t.Error("no_new_privileges / readonly rootfs not set")
+	}
+	if l := s.Linux.Resources.Pids; l == nil || l.Limit == nil || *l.Limit != strict.Spec.PidsLimit {
+		t.Errorf("pids limit %+v", l)
+	}
+	allowed := allowedSyscalls(s.Linux.Seccomp)
+	for _, sc := range []string{"mount", "unshare", "setns", "clone3", "mount_setattr", "ptrace", "bpf"} {
+		if allowed[sc] {
+			t.Errorf("seccomp allows %s", sc)
+		}
+	}
+}
+
+// TestHardenCapAddSysAdmin: --cap-add SYS_ADMIN: the capability is dropped
+// and the seccomp profile containerd computed for it is not kept.
+func TestHardenCapAddSysAdmin(t *testing.T) {
+	s := deployerSpec(t, oci.WithAddedCapabilities([]string{"CAP_SYS_ADMIN"}))
+	s.Linux.Seccomp = ctrdDefault(s) // what nerdctl/CRI compute for the requested caps
+	if !allowedSyscalls(s.Linux.Seccomp)["unshare"] {
+		t.Fatal("precondition: the profile computed for SYS_ADMIN allows unshare")
+	}
+	if err := mustProfile(t, "strict").ApplySpec(s); err != nil {
+		t.Fatal(err)
+	}
+	allowed := allowedSyscalls(s.Linux.Seccomp)
+	for _, sc := range []string{"unshare", "setns", "mount", "clone3", "umount2", "pivot_root"} {
+		if allowed[sc] {
+			t.Errorf("seccomp still allows %s after SYS_ADMIN was dropped", sc)
+		}
+	}
+	// clone stays, but only with an argument filter excluding namespace flags.
+	for _, r := range s.Linux.Seccomp.Syscalls {
+		if r.Action == specs.ActAllow && slices.Contains(r.Names, "clone") && len(r.Args) == 0 {
+			t.Errorf("clone allowed without a flag filter: %+v", r)
+		}
+	}
+}
+
+// TestHardenRefuses: what strict cannot neutralise is refused by name.
+func TestHardenRefuses(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "host.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	bind := func(src string) oci.SpecOpts {
+		return oci.WithMounts([]specs.Mount{{Type: "bind", Source: src, Destination: "/host", Options: []string{"rbind", "rw"}}})
+	}
+	for _, tc := range []struct {
+		name string
+		opt  oci.SpecOpts
+		want string
+	}{
+		{"host network", oci.WithHostNamespace(specs.NetworkNamespace), "host's network namespace"},
+		{"host pid", oci.WithHostNamespace(specs.PIDNamespace), "host's pid namespace"},
+		{"host ipc", oci.WithHostNamespace(specs.IPCNamespace), "host's ipc namespace"},
+		{"host netns by path", oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: "/proc/1/ns/net"}), "host's network namespace"},
+		{"prestart hook", func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+			s.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/bin/sh"}}}
+			return nil
+		}, "hooks.createRuntime[0]"},
+		{"bind host root", bind("/"), "mounts["},
+		{"bind /etc", bind("/etc"), "contains /etc"},
+		{"bind /var", bind("/var"), "contains /var/"},
+		{"bind /run/containerd", bind("/run/containerd"), "contains /run/containerd"},
+		{"bind a socket", bind(sock), "CVE-2020-15257"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := deployerSpec(t, tc.opt)
+			err := mustProfile(t, "strict").ApplySpec(s)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, ErrSpecRefused) {
+				t.Fatalf("ApplySpec = %v, want refusal naming %q", err, tc.want)
+			}
+			// balanced keeps runc.v2's behaviour for the same spec.
+			if err := mustProfile(t, "balanced").ApplySpec(deployerSpec(t, tc.opt)); err != nil {
+				t.Errorf("balanced refused it: %v", err)
+			}
+		})
+	}
+	// The operator may allow what strict refuses, by name.
+	p := mustProfile(t, "strict")
+	p.Spec.AllowHostNamespaces = []string{"network"}
+	p.Spec.AllowBind = []string{sock}
+	if err := p.ApplySpec(deployerSpec(t, oci.WithHostNamespace(specs.NetworkNamespace), bind(sock))); err != nil {
+		t.Errorf("operator allowance ignored: %v", err)
+	}
+	// An ordinary bind mount gets noexec, nosuid, nodev.
+	s := deployerSpec(t, bind(t.TempDir()))
+	if err := mustProfile(t, "strict").ApplySpec(s); err != nil {
+		t.Fatal(err)
+	}
+	m := s.Mounts[len(s.Mounts)-1]
+	for _, o := range []string{"noexec", "nosuid", "nodev"} {
+		if !slices.Contains(m.Options, o) {
+			t.Errorf("volume mount options %v lack %s", m.Options, o)
+		}
+	}
+}
+
+// TestApplySpecNilCapabilities: a process spec without capabilities (valid
+// OCI, sent by containerd clients for exec) must not crash any profile.
+func TestApplySpecNilCapabilities(t *testing.T) {
+	for _, name := range BuiltinProfiles() {
+		s := deployerSpec(t)
+		s.Process.Capabilities = nil
+		s.Linux.Seccomp = nil
+		if err := mustProfile(t, name).ApplySpec(s); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		mustProfile(t, name).ApplyProcess(&specs.Process{Args: []string{"sh"}})
+	}
+}
+
+// allowedSyscalls lists the syscalls a profile allows unconditionally or
+// with an argument filter (either way, reachable).
+func allowedSyscalls(sc *specs.LinuxSeccomp) map[string]bool {
+	out := map[string]bool{}
+	if sc == nil {
+		return out
+	}
+	denied := map[string]bool{}
+	for _, r := range sc.Syscalls {
+		for _, n := range r.Names {
+			if r.Action == specs.ActAllow {
+				out[n] = true
+			} else {
+				denied[n] = true
+			}
+		}
+	}
+	for n := range denied {
+		if sc.DefaultAction != specs.ActAllow {
+			// libseccomp would refuse a name both allowed and denied; the
+			// deny wins in our shaping.
+			delete(out, n)
+		}
+	}
+	return out
+}
+
+func ctrdDefault(s *specs.Spec) *specs.LinuxSeccomp { return ctrdseccomp.DefaultProfile(s) }
