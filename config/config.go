@@ -73,8 +73,22 @@ type Config struct {
 	DefaultPolicy string `toml:"default_policy"`
 	// Events configures where the guard's events and alerts go.
 	Events Events `toml:"events"`
+	// Gate configures the verification gate.
+	Gate Gate `toml:"gate"`
 	// Source says where the configuration came from, for logs and errors.
 	Source string `toml:"-"`
+}
+
+// DefaultGateCacheDir keeps the gate's layer manifests and verdicts.
+const DefaultGateCacheDir = "/var/lib/vordr/gate"
+
+// Gate configures the verification gate.
+type Gate struct {
+	// CacheDir keeps the expected content of verified layers (by blob
+	// digest) and lower-directory verdicts, so only the first container of
+	// an image on a node hashes its files. It must be writable by root
+	// alone. Empty means DefaultGateCacheDir.
+	CacheDir string `toml:"cache_dir"`
 }
 
 // Events configures the guard's outputs.
@@ -103,6 +117,7 @@ type file struct {
 	Policies      map[string]string     `toml:"policies"`
 	DefaultPolicy string                `toml:"default_policy"`
 	Events        Events                `toml:"events"`
+	Gate          Gate                  `toml:"gate"`
 	// ConfigPath may appear in a CRI options table next to other keys; CRI
 	// lifts it into runtimeoptions.Options, so it is accepted and ignored here.
 	ConfigPath string `toml:"ConfigPath,omitempty"`
@@ -118,7 +133,10 @@ func Parse(data []byte, source string) (*Config, error) {
 		return nil, fmt.Errorf("vordr config %s: %s: %w", source, describeTOMLError(err), errdefs.ErrInvalidArgument)
 	}
 	cfg := &Config{Runc: f.Runc, Profile: f.Profile, Profiles: f.Profiles, Annotations: f.Annotations,
-		Policies: f.Policies, DefaultPolicy: f.DefaultPolicy, Events: f.Events, Source: source}
+		Policies: f.Policies, DefaultPolicy: f.DefaultPolicy, Events: f.Events, Gate: f.Gate, Source: source}
+	if cfg.Gate.CacheDir == "" {
+		cfg.Gate.CacheDir = DefaultGateCacheDir
+	}
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("vordr config %s: %w: %w", source, err, errdefs.ErrInvalidArgument)
 	}
@@ -252,7 +270,7 @@ func Default() (*Config, error) {
 	path := os.Getenv("VORDR_CONFIG")
 	if path == "" {
 		if _, err := os.Stat(DefaultPath); err != nil {
-			return &Config{Source: "defaults"}, nil
+			return &Config{Source: "defaults", Gate: Gate{CacheDir: DefaultGateCacheDir}}, nil
 		}
 		path = DefaultPath
 	}

@@ -46,7 +46,7 @@ func gateConfig(t *testing.T, d *daemon.Daemon, defaultPolicy string) string {
 	// The tests pick weaker policies by annotation, which an annotation may
 	// do only where the operator says so.
 	b.WriteString("[annotations]\nloosen = [\"permissive\", \"audit\"]\n")
-	fmt.Fprintf(&b, "[runc]\nRoot = %q\n[events]\ndir = %q\n", d.RuncRoot, filepath.Join(d.Dir, "events"))
+	fmt.Fprintf(&b, "[runc]\nRoot = %q\n[events]\ndir = %q\n[gate]\ncache_dir = %q\n", d.RuncRoot, filepath.Join(d.Dir, "events"), filepath.Join(d.Dir, "gate-cache"))
 	return b.String()
 }
 
@@ -318,7 +318,7 @@ func TestGateSnapshotNotFromImage(t *testing.T) {
 	}
 	defer ctr.Delete(e.d.Context(context.Background()), containerd.WithSnapshotCleanup)
 	_, err = ctr.NewTask(e.ctx, e.ioCreator(&output{}))
-	if err == nil || !strings.Contains(err.Error(), "does not descend from the verified image") {
+	if err == nil || !strings.Contains(err.Error(), "not the verified image's content") {
 		t.Fatalf("NewTask: %v", err)
 	}
 }

@@ -44,7 +44,7 @@ var (
 // pinnedSet is where the guard pins its node-wide eBPF programs and maps.
 var pinnedSet = filepath.Join("/sys/fs/bpf/vordr", vbpf.Version())
 
-var hostPaths = []string{"/run/containerd", "/etc/containerd", "/var/lib/containerd", "/var/log/vordr"}
+var hostPaths = []string{"/run/containerd", "/etc/containerd", "/var/lib/containerd", "/var/log/vordr", "/var/lib/vordr"}
 
 func TestMain(m *testing.M) {
 	if os.Geteuid() != 0 {

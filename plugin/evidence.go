@@ -114,6 +114,15 @@ func (e *Evidence) Load(ctx context.Context, cs content.Provider) error {
 	return nil
 }
 
+// Layers returns the signed manifest's layer descriptors with the signed
+// config's diff ids, bottom first. Call after Load.
+func (e *Evidence) Layers() ([]ocispec.Descriptor, []digest.Digest, error) {
+	if len(e.manifest.Layers) != len(e.config.RootFS.DiffIDs) {
+		return nil, nil, fmt.Errorf("image %s: manifest lists %d layers, config %d diff ids: %w", e.Image.Name, len(e.manifest.Layers), len(e.config.RootFS.DiffIDs), errdefs.ErrInvalidArgument)
+	}
+	return e.manifest.Layers, e.config.RootFS.DiffIDs, nil
+}
+
 // ChainID is the chain id of the image's top layer: the parent a container
 // snapshot prepared from this image must have. Call after Load.
 func (e *Evidence) ChainID() digest.Digest {

@@ -167,8 +167,8 @@ func verified(d *daemon.Daemon, binDir, archive string, ctr func(args ...string)
 	}
 
 	step("run under io.containerd.vordr.v1 with the strict policy: the gate re-verifies the stored attestations at Create")
-	cfg := fmt.Sprintf("default_policy = \"strict\"\n[policies]\nstrict = %q\n[runc]\nRoot = %q\n[events]\ndir = %q\n",
-		filepath.Join(work, "strict.toml"), d.RuncRoot, filepath.Join(d.Dir, "events"))
+	cfg := fmt.Sprintf("default_policy = \"strict\"\n[policies]\nstrict = %q\n[runc]\nRoot = %q\n[events]\ndir = %q\n[gate]\ncache_dir = %q\n",
+		filepath.Join(work, "strict.toml"), d.RuncRoot, filepath.Join(d.Dir, "events"), filepath.Join(d.Dir, "gate-cache"))
 	cfgPath := filepath.Join(work, "runtime.toml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return err

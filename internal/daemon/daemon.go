@@ -143,7 +143,7 @@ func Start(ctx context.Context, opts Options) (*Daemon, error) {
 // extra's top-level keys must come first in a TOML document, so it is put
 // before the tables.
 func (d *Daemon) VordrTOML(extra string) string {
-	return fmt.Sprintf("%s\n[runc]\nRoot = %q\n[events]\ndir = %q\n", extra, d.RuncRoot, d.EventsDir)
+	return fmt.Sprintf("%s\n[runc]\nRoot = %q\n[events]\ndir = %q\n[gate]\ncache_dir = %q\n", extra, d.RuncRoot, d.EventsDir, filepath.Join(d.Dir, "gate-cache"))
 }
 
 func (d *Daemon) config() string {

@@ -291,7 +291,7 @@ func (c *comparer) compareFile(e *Entry, d *diskEntry) error {
 	if err := unix.Fstat(fd, &st); err != nil {
 		return fmt.Errorf("stat %q: %w", filepath.Join(c.dir, d.path), err)
 	}
-	if (fileID{uint64(st.Dev), uint64(st.Ino)}) != d.id || st.Mode&unix.S_IFMT != unix.S_IFREG {
+	if (fileID{uint64(st.Dev), uint64(st.Ino)}) != d.id || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != e.Size {
 		return mismatch(e.Path, "changed while being compared")
 	}
 	if err := c.checkXattrs(e, "", fd); err != nil {
@@ -301,7 +301,9 @@ func (c *comparer) compareFile(e *Entry, d *diskEntry) error {
 	digest, ok := c.digests[d.id]
 	if !ok {
 		c.hash.Reset()
-		n, err := io.CopyBuffer(c.hash, fdReader(fd), c.buf)
+		// The size was just checked on this descriptor: read exactly that
+		// much, which spares small files the extra read that sees EOF.
+		n, err := io.CopyBuffer(c.hash, io.LimitReader(fdReader(fd), e.Size), c.buf)
 		if err != nil {
 			return fmt.Errorf("reading %q: %w", filepath.Join(c.dir, d.path), err)
 		}
@@ -319,8 +321,8 @@ func (c *comparer) compareFile(e *Entry, d *diskEntry) error {
 	return nil
 }
 
-// fdReader reads a raw descriptor; it has no WriterTo, so io.CopyBuffer
-// really uses the caller's buffer.
+// fdReader reads a raw descriptor. Neither it nor io.LimitedReader has a
+// WriterTo, so io.CopyBuffer really uses the caller's buffer.
 type fdReader int
 
 func (r fdReader) Read(p []byte) (int, error) {

@@ -92,6 +92,9 @@ type tree struct {
 	// opaqueDirs, which only the non-overlay whiteout handling uses.
 	unpacked   map[string]bool
 	opaqueDone map[string]bool
+	// dirHeaders are the cleaned names of the directory entries, which
+	// applyNaive revisits at the end to set their times.
+	dirHeaders []string
 }
 
 func newTree() *tree {
@@ -116,6 +119,19 @@ func fromTar(r io.Reader, overlay bool) (*Manifest, error) {
 		}
 		if err := t.apply(hdr, tr, buf, overlay); err != nil {
 			return nil, fmt.Errorf("layer entry %q: %w", hdr.Name, err)
+		}
+	}
+	// applyNaive's last pass resolves every directory entry's name again
+	// (symlinks included) and sets its times; a directory the layer removed
+	// later (a whiteout or opaque marker in a base layer, a parent replaced
+	// by a file) makes that fail, and containerd with it.
+	for _, name := range t.dirHeaders {
+		p, err := t.rootPath(name)
+		if err != nil {
+			return nil, fmt.Errorf("layer entry %q: %w", name, err)
+		}
+		if t.lookup(p) == nil {
+			return nil, fmt.Errorf("layer entry %q: directory removed later in the layer: %w", name, ErrInvalidLayer)
 		}
 	}
 	return t.manifest(), nil
@@ -165,6 +181,7 @@ func (t *tree) apply(hdr *tar.Header, content io.Reader, buf []byte, overlay boo
 			t.insert(full, node)
 		}
 		node.implicit = false
+		t.dirHeaders = append(t.dirHeaders, name)
 	case tar.TypeReg, tar.TypeRegA: //nolint:staticcheck // containerd accepts TypeRegA too
 		h := sha256.New()
 		// Hide any WriterTo so CopyBuffer really uses the shared buffer.

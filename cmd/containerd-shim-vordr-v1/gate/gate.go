@@ -24,6 +24,7 @@ import (
 
 	"github.com/containerd/containerd/api/types"
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/shim"
 	"github.com/containerd/containerd/v2/plugins"
@@ -36,6 +37,7 @@ import (
 	"github.com/vordr-project/vordr/ctp"
 	"github.com/vordr-project/vordr/ctp/policy"
 	"github.com/vordr-project/vordr/plugin"
+	"github.com/vordr-project/vordr/plugin/rootfs"
 )
 
 // Alert topic and payload, as the guard publishes them: a
@@ -63,13 +65,22 @@ type Gate struct {
 	client   *containerd.Client
 
 	mu       sync.Mutex
-	verified map[string]verdict // by evidence key | policy digest
+	verified map[string]verdict  // by evidence key | policy digest
+	uppers   map[string]*started // by namespace/id, until Start
 }
 
 // verdict is a cached successful verification.
 type verdict struct {
-	until   time.Time
-	chainID digest.Digest
+	until  time.Time
+	layers []rootfs.Layer
+}
+
+// started is what PreStart re-checks: the writable layer of a container
+// whose content was checked at Create.
+type started struct {
+	upper    string
+	allowed  []string
+	decision Decision
 }
 
 // New makes the gate for a shim; the containerd address is the one the shim
@@ -79,7 +90,7 @@ func New(ic *cplugin.InitContext, publisher shim.Publisher) (task.Hook, error) {
 	if addr == "" {
 		addr = os.Getenv("GRPC_ADDRESS")
 	}
-	g := &Gate{address: addr, publisher: publisher, verified: map[string]verdict{}}
+	g := &Gate{address: addr, publisher: publisher, verified: map[string]verdict{}, uppers: map[string]*started{}}
 	if addr != "" {
 		// Connect while containerd is still starting the shim, so the first
 		// Create does not pay for the connection.
@@ -112,6 +123,8 @@ type Decision struct {
 	Elapsed time.Duration
 	// Phases times the steps of the check, for the log.
 	Phases phases
+	// upper is the writable layer checked at Create, re-checked at Start.
+	upper string
 }
 
 // phases records how long each step of a check took.
@@ -149,23 +162,81 @@ func (g *Gate) PreCreate(ctx context.Context, c *task.Container) error {
 	d := g.check(namespaces.WithNamespace(ctx, c.Namespace), c, pol, pd)
 	d.Policy, d.Elapsed = name, time.Since(start)
 	lg = lg.WithFields(log.Fields{"image": d.Image, "policy": name, "mode": d.Mode, "cached": d.Cached, "took": d.Elapsed.String(), "phases": d.Phases.String()})
+	if d.upper != "" {
+		g.mu.Lock()
+		g.uppers[c.Namespace+"/"+c.ID] = &started{upper: d.upper, allowed: mountpoints(c), decision: d}
+		g.mu.Unlock()
+	}
 	if d.Err == nil {
 		lg.Info("vordr gate: image verified")
 		return nil
 	}
+	return g.judge(ctx, c, d, "")
+}
+
+// judge applies the policy's mode to a failed check.
+func (g *Gate) judge(ctx context.Context, c *task.Container, d Decision, when string) error {
+	lg := log.G(ctx).WithFields(log.Fields{"id": c.ID, "image": d.Image, "policy": d.Policy, "mode": d.Mode})
+	name := d.Policy
 	switch d.Mode {
 	case policy.Permissive:
-		lg.WithError(d.Err).Warn("vordr gate: image NOT verified; allowed by permissive policy")
+		lg.WithError(d.Err).Warn("vordr gate: image NOT verified" + when + "; allowed by permissive policy")
 		g.alert(ctx, c, d)
 		return nil
 	case policy.Audit:
-		lg.WithError(d.Err).Info("vordr gate: image not verified (audit)")
+		lg.WithError(d.Err).Info("vordr gate: image not verified" + when + " (audit)")
 		return nil
 	default:
-		lg.WithError(d.Err).Error("vordr gate: refused")
+		lg.WithError(d.Err).Error("vordr gate: refused" + when)
 		g.alert(ctx, c, d)
-		return fmt.Errorf("image %s is not verified under policy %q (strict): %w: %w", d.Image, name, d.Err, errdefs.ErrPermissionDenied)
+		err := fmt.Errorf("image %s is not verified under policy %q (strict)%s: %w", d.Image, name, when, d.Err)
+		if !errdefs.IsPermissionDenied(err) {
+			err = fmt.Errorf("%w: %w", err, errdefs.ErrPermissionDenied)
+		}
+		return err
 	}
+}
+
+// PreStart re-checks the writable layer: content written into the active
+// snapshot between Create and Start would run as the entrypoint.
+func (g *Gate) PreStart(ctx context.Context, c *task.Container) error {
+	k := c.Namespace + "/" + c.ID
+	g.mu.Lock()
+	st := g.uppers[k]
+	delete(g.uppers, k)
+	g.mu.Unlock()
+	if st == nil {
+		return nil
+	}
+	if err := rootfs.CheckUpper(st.upper, st.allowed); err != nil {
+		d := st.decision
+		d.Err = err
+		return g.judge(ctx, c, d, " at start")
+	}
+	return nil
+}
+
+// Deleted forgets a container that was never started.
+func (g *Gate) Deleted(_ context.Context, c *task.Container) {
+	g.mu.Lock()
+	delete(g.uppers, c.Namespace+"/"+c.ID)
+	g.mu.Unlock()
+}
+
+// mountpoints are the paths runc may create in the rootfs: the spec's mount
+// destinations and the process's working directory.
+func mountpoints(c *task.Container) []string {
+	var out []string
+	if c.Spec == nil {
+		return nil
+	}
+	for _, m := range c.Spec.Mounts {
+		out = append(out, m.Destination)
+	}
+	if c.Spec.Process != nil && c.Spec.Process.Cwd != "" {
+		out = append(out, c.Spec.Process.Cwd)
+	}
+	return out
 }
 
 func (g *Gate) getClient() (*containerd.Client, error) {
@@ -191,7 +262,7 @@ func (g *Gate) check(ctx context.Context, c *task.Container, pol *policy.Policy,
 	d.Mode = pol.Mode
 	d.Image = "(unknown)"
 	d.Phases.mark("")
-	defer func() { d.Phases.mark("snapshot") }()
+	defer func() { d.Phases.mark("content") }()
 	client, err := g.getClient()
 	if err != nil {
 		d.Err = err
@@ -217,10 +288,10 @@ func (g *Gate) check(ctx context.Context, c *task.Container, pol *policy.Policy,
 	g.mu.Lock()
 	v, ok := g.verified[key]
 	g.mu.Unlock()
-	var chainID digest.Digest
+	var layers []rootfs.Layer
 	if ok && time.Now().Before(v.until) {
 		// A cached verdict still needs the evidence to exist and the
-		// snapshot to be right; both are cheap metadata lookups.
+		// rootfs to be the content; both are checked below.
 		cs := client.ContentStore()
 		for _, dg := range []digest.Digest{ev.Attestations, ev.ManifestTOML} {
 			if _, err := cs.Info(ctx, dg); err != nil {
@@ -228,7 +299,7 @@ func (g *Gate) check(ctx context.Context, c *task.Container, pol *policy.Policy,
 				return d
 			}
 		}
-		chainID = v.chainID
+		layers = v.layers
 		d.Cached = true
 	} else {
 		if err := ev.Load(ctx, client.ContentStore()); err != nil {
@@ -245,14 +316,28 @@ func (g *Gate) check(ctx context.Context, c *task.Container, pol *policy.Policy,
 			d.Err = fmt.Errorf("attestations of image %s do not verify: %w", img.Name, err)
 			return d
 		}
-		chainID = ev.ChainID()
+		descs, diffIDs, err := ev.Layers()
+		if err != nil {
+			d.Err = err
+			return d
+		}
+		for i := range descs {
+			layers = append(layers, rootfs.Layer{Blob: descs[i], DiffID: diffIDs[i]})
+		}
 		g.mu.Lock()
-		g.verified[key] = verdict{until: time.Now().Add(cacheTTL), chainID: chainID}
+		g.verified[key] = verdict{until: time.Now().Add(cacheTTL), layers: layers}
 		g.mu.Unlock()
 	}
-	if err := plugin.CheckSnapshot(ctx, client, rec, chainID); err != nil {
-		d.Err = err
+	// The name of the container's snapshot proves nothing (anyone with the
+	// containerd API can commit a snapshot under the verified chain id):
+	// the mounts the shim is asked to mount must hold the content.
+	chk := rootfs.Checker{Content: client.ContentStore(), CacheDir: c.Config.Gate.CacheDir}
+	res, err := chk.Check(ctx, layers, mount.FromProto(c.Mounts), mountpoints(c))
+	if err != nil {
+		d.Err = fmt.Errorf("container %s: %w", c.ID, err)
+		return d
 	}
+	d.upper = res.Upper
 	return d
 }
 
