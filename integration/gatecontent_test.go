@@ -246,4 +246,3 @@ func TestGatePlantedBeforeStart(t *testing.T) {
 		_, _ = task.Delete(env.ctx, containerd.WithProcessKill)
 	}
 }
-

@@ -19,11 +19,26 @@ func TestCheckUpper(t *testing.T) {
 		want  string // "" = accepted
 	}{
 		{"empty", func(string) {}, ""},
-		{"mount point dirs", func(d string) { os.MkdirAll(filepath.Join(d, "run/secrets/token"), 0o755); os.Mkdir(filepath.Join(d, "work"), 0o755) }, ""},
-		{"mount point file", func(d string) { os.Mkdir(filepath.Join(d, "etc"), 0o755); os.WriteFile(filepath.Join(d, "etc/resolv.conf"), nil, 0o644) }, ""},
-		{"planted file", func(d string) { os.Mkdir(filepath.Join(d, "etc"), 0o755); os.WriteFile(filepath.Join(d, "etc/passwd"), []byte("x"), 0o644) }, "/etc/passwd"},
-		{"non-empty mount point file", func(d string) { os.Mkdir(filepath.Join(d, "etc"), 0o755); os.WriteFile(filepath.Join(d, "etc/resolv.conf"), []byte("x"), 0o644) }, "/etc/resolv.conf"},
-		{"planted in a mount point dir", func(d string) { os.MkdirAll(filepath.Join(d, "work"), 0o755); os.WriteFile(filepath.Join(d, "work/x"), nil, 0o755) }, "/work/x"},
+		{"mount point dirs", func(d string) {
+			os.MkdirAll(filepath.Join(d, "run/secrets/token"), 0o755)
+			os.Mkdir(filepath.Join(d, "work"), 0o755)
+		}, ""},
+		{"mount point file", func(d string) {
+			os.Mkdir(filepath.Join(d, "etc"), 0o755)
+			os.WriteFile(filepath.Join(d, "etc/resolv.conf"), nil, 0o644)
+		}, ""},
+		{"planted file", func(d string) {
+			os.Mkdir(filepath.Join(d, "etc"), 0o755)
+			os.WriteFile(filepath.Join(d, "etc/passwd"), []byte("x"), 0o644)
+		}, "/etc/passwd"},
+		{"non-empty mount point file", func(d string) {
+			os.Mkdir(filepath.Join(d, "etc"), 0o755)
+			os.WriteFile(filepath.Join(d, "etc/resolv.conf"), []byte("x"), 0o644)
+		}, "/etc/resolv.conf"},
+		{"planted in a mount point dir", func(d string) {
+			os.MkdirAll(filepath.Join(d, "work"), 0o755)
+			os.WriteFile(filepath.Join(d, "work/x"), nil, 0o755)
+		}, "/work/x"},
 		{"symlink at a mount point", func(d string) { os.Symlink("/etc/shadow", filepath.Join(d, "work")) }, "/work"},
 		{"copy-up of an image directory", func(d string) { os.Mkdir(filepath.Join(d, "bin"), 0o755) }, "/bin"},
 	} {
