@@ -75,6 +75,8 @@ type Config struct {
 	Events Events `toml:"events"`
 	// Gate configures the verification gate.
 	Gate Gate `toml:"gate"`
+	// Trust says how far a task's runtime options are trusted.
+	Trust Trust `toml:"trust"`
 	// Source says where the configuration came from, for logs and errors.
 	Source string `toml:"-"`
 }
@@ -118,6 +120,7 @@ type file struct {
 	DefaultPolicy string                `toml:"default_policy"`
 	Events        Events                `toml:"events"`
 	Gate          Gate                  `toml:"gate"`
+	Trust         Trust                 `toml:"trust"`
 	// ConfigPath may appear in a CRI options table next to other keys; CRI
 	// lifts it into runtimeoptions.Options, so it is accepted and ignored here.
 	ConfigPath string `toml:"ConfigPath,omitempty"`
@@ -126,6 +129,21 @@ type file struct {
 // Parse decodes a vordr TOML configuration. Unknown keys are errors that name
 // the key and its line, so a typo cannot silently disable a setting.
 func Parse(data []byte, source string) (*Config, error) {
+	cfg, err := parseRaw(data, source)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Gate.CacheDir == "" {
+		cfg.Gate.CacheDir = DefaultGateCacheDir
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("vordr config %s: %w: %w", source, err, errdefs.ErrInvalidArgument)
+	}
+	return cfg, nil
+}
+
+// parseRaw decodes without defaults or cross-checks: what the text says.
+func parseRaw(data []byte, source string) (*Config, error) {
 	var f file
 	dec := toml.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -133,13 +151,7 @@ func Parse(data []byte, source string) (*Config, error) {
 		return nil, fmt.Errorf("vordr config %s: %s: %w", source, describeTOMLError(err), errdefs.ErrInvalidArgument)
 	}
 	cfg := &Config{Runc: f.Runc, Profile: f.Profile, Profiles: f.Profiles, Annotations: f.Annotations,
-		Policies: f.Policies, DefaultPolicy: f.DefaultPolicy, Events: f.Events, Gate: f.Gate, Source: source}
-	if cfg.Gate.CacheDir == "" {
-		cfg.Gate.CacheDir = DefaultGateCacheDir
-	}
-	if err := cfg.validate(); err != nil {
-		return nil, fmt.Errorf("vordr config %s: %w: %w", source, err, errdefs.ErrInvalidArgument)
-	}
+		Policies: f.Policies, DefaultPolicy: f.DefaultPolicy, Events: f.Events, Gate: f.Gate, Trust: f.Trust, Source: source}
 	if f.RuncSection != nil {
 		cfg.Runc = merge(f.Runc, *f.RuncSection)
 	}
@@ -149,6 +161,11 @@ func Parse(data []byte, source string) (*Config, error) {
 // validate checks that every name the configuration refers to is declared,
 // so a typo cannot leave a container with a weaker profile than meant.
 func (c *Config) validate() error {
+	switch c.Trust.RuntimeOptions {
+	case "", TrustOperator, TrustDeployer:
+	default:
+		return fmt.Errorf("trust.runtime_options = %q: want %q or %q", c.Trust.RuntimeOptions, TrustOperator, TrustDeployer)
+	}
 	if c.DefaultPolicy != "" {
 		if _, ok := c.Policies[c.DefaultPolicy]; !ok {
 			return fmt.Errorf("default_policy %q is not defined in [policies]", c.DefaultPolicy)
@@ -283,6 +300,13 @@ func Default() (*Config, error) {
 func FromOptions(opts typeurl.Any) (*Config, error) {
 	if opts == nil || (opts.GetTypeUrl() == "" && len(opts.GetValue()) == 0) {
 		return Default()
+	}
+	node, err := Default()
+	if err != nil {
+		return nil, err
+	}
+	if node.Trust.RuntimeOptions == TrustDeployer {
+		return node.fromDeployerOptions(opts)
 	}
 	switch url := strings.TrimPrefix(opts.GetTypeUrl(), "type.googleapis.com/"); url {
 	case RuncOptionsTypeURL:

@@ -286,3 +286,46 @@ func TestStrictRefusesWhatItCannotNeutralise(t *testing.T) {
 		}
 	})
 }
+
+// TestTrustRuntimeOptionsAsDeployerInput: a ctr user sends runtime options
+// (--runtime-config-path) naming a weaker profile. With the node config's
+// trust.runtime_options = "deployer" that is refused; without it the
+// options are the operator's, and the attack works (the control).
+func TestTrustRuntimeOptionsAsDeployerInput(t *testing.T) {
+	orig, err := os.ReadFile(shared.VordrConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.WriteFile(shared.VordrConfig, orig, 0o600) })
+	mine := runtimeCase{"vordr-client-options", vordrRuntime, func(d *daemon.Daemon) any {
+		return &runtimeoptions.Options{ConfigBody: []byte(`profile = "dev"` + "\n[runc]\nRoot = \"" + d.RuncRoot + "\"\n")}
+	}}
+	read := []string{"cat", "/etc/shadow"}
+
+	// Control: options trusted as the operator's, the client picks dev.
+	if err := os.WriteFile(shared.VordrConfig, []byte(shared.VordrTOML(`profile = "strict"`)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	whole := runtimeCase{"vordr-client-config", vordrRuntime, func(d *daemon.Daemon) any {
+		return &runtimeoptions.Options{ConfigBody: []byte(d.VordrTOML(`profile = "dev"`))}
+	}}
+	_, code, out, err := attempt(t, whole, read)
+	if err != nil || code != 0 || !strings.HasPrefix(out.stdout.String(), "root:") {
+		t.Fatalf("control: operator-trusted options must apply dev: create %v exit %d stdout %q", err, code, out.stdout.String())
+	}
+
+	if err := os.WriteFile(shared.VordrConfig, []byte(shared.VordrTOML("profile = \"strict\"\n[trust]\nruntime_options = \"deployer\"")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = attackFails(t, mine, "root:", read)
+	if err == nil || !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "weaker") {
+		t.Fatalf("deployer options loosening strict: %v, want InvalidArgument (weaker)", err)
+	}
+	// Tightening or harmless runc keys still work.
+	ok := runtimeCase{"vordr-client-options-ok", vordrRuntime, func(d *daemon.Daemon) any {
+		return &runtimeoptions.Options{ConfigBody: []byte("profile = \"strict\"\n[runc]\nRoot = \"" + d.RuncRoot + "\"\n")}
+	}}
+	if _, code, _, err := attempt(t, ok, []string{"true"}); err != nil || code != 0 {
+		t.Fatalf("deployer options within the node's choice: create %v exit %d", err, code)
+	}
+}

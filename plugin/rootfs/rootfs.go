@@ -34,6 +34,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/archive/compression"
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/identity"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
 
@@ -93,9 +94,35 @@ func (c *Checker) Check(ctx context.Context, layers []Layer, mounts []mount.Moun
 			return nil, err
 		}
 	}
+	// Each lower directory's expected content depends on its layer and,
+	// for directories the tar does not list, on the layers below it
+	// (containerd's sequential unpack copies their metadata up); the
+	// bottom layer is applied without overlay whiteouts. Manifests are
+	// only built for layers whose directory lacks a current verdict.
+	var plain, inherited []*layertree.Manifest
+	manifests := func(i int) (*layertree.Manifest, *layertree.Manifest, error) {
+		for j := len(plain); j <= i; j++ {
+			m, err := c.manifest(ctx, layers[j], j == 0)
+			if err != nil {
+				return nil, nil, fmt.Errorf("layer %d (%s): %w", j+1, layers[j].Blob.Digest, err)
+			}
+			lowers := make([]*layertree.Manifest, 0, j)
+			for k := j - 1; k >= 0; k-- {
+				lowers = append(lowers, inherited[k])
+			}
+			inh, err := m.Inherit(lowers...)
+			if err != nil {
+				return nil, nil, fmt.Errorf("layer %d (%s): %w", j+1, layers[j].Blob.Digest, err)
+			}
+			plain, inherited = append(plain, m), append(inherited, inh)
+		}
+		return plain[i], inherited[i], nil
+	}
+	var diffIDs []digest.Digest
 	for i, l := range layers {
+		diffIDs = append(diffIDs, l.DiffID)
 		dir := res.Lowers[len(res.Lowers)-1-i] // lowerdir lists the top first
-		hashed, err := c.checkLower(ctx, dir, l)
+		hashed, err := c.checkLower(dir, identity.ChainID(diffIDs), func() (*layertree.Manifest, *layertree.Manifest, error) { return manifests(i) })
 		if err != nil {
 			return nil, fmt.Errorf("layer %d (%s): %w", i+1, l.Blob.Digest, err)
 		}
@@ -193,17 +220,20 @@ func CheckUpper(upper string, allowed []string) error {
 	})
 }
 
-// checkLower compares dir with layer l; hashed is false when a current
-// verdict made the comparison unnecessary.
-func (c *Checker) checkLower(ctx context.Context, dir string, l Layer) (hashed bool, err error) {
+// checkLower compares dir with the layer whose chain id is chain; hashed is
+// false when a current verdict made the comparison unnecessary. want gives
+// the layer's manifest as the tar alone describes it and as containerd's
+// sequential unpack leaves it (implicit directories inherited from below);
+// either exact form is accepted, as parallel unpack produces the first.
+func (c *Checker) checkLower(dir string, chain digest.Digest, want func() (*layertree.Manifest, *layertree.Manifest, error)) (hashed bool, err error) {
 	var st unix.Stat_t
 	if err := unix.Stat(dir, &st); err != nil {
 		return false, fmt.Errorf("lower directory %s: %w", dir, err)
 	}
-	if v, ok := c.loadVerdict(dir); ok && v.Dev == st.Dev && v.Ino == st.Ino && v.Blob == l.Blob.Digest && unchangedSince(dir, v.VerifiedAt) {
+	if v, ok := c.loadVerdict(dir); ok && v.Dev == st.Dev && v.Ino == st.Ino && v.Chain == chain && unchangedSince(dir, v.VerifiedAt) {
 		return false, nil
 	}
-	m, err := c.manifest(ctx, l)
+	plain, inherited, err := want()
 	if err != nil {
 		return false, err
 	}
@@ -211,10 +241,16 @@ func (c *Checker) checkLower(ctx context.Context, dir string, l Layer) (hashed b
 	// (the coarse clock is what filesystems stamp ctime with).
 	var now unix.Timespec
 	unix.ClockGettime(unix.CLOCK_REALTIME_COARSE, &now)
-	if err := layertree.Compare(dir, m); err != nil {
+	err = layertree.Compare(dir, inherited)
+	if err != nil && plain != inherited {
+		if err2 := layertree.Compare(dir, plain); err2 == nil {
+			err = nil
+		}
+	}
+	if err != nil {
 		return true, fmt.Errorf("%w (%w): %w", err, ErrNotVerifiedContent, errdefs.ErrPermissionDenied)
 	}
-	c.saveVerdict(dir, verdict{Dev: st.Dev, Ino: st.Ino, Blob: l.Blob.Digest, VerifiedAt: now.Nano()})
+	c.saveVerdict(dir, verdict{Dev: st.Dev, Ino: st.Ino, Chain: chain, VerifiedAt: now.Nano()})
 	return true, nil
 }
 
@@ -242,9 +278,11 @@ func unchangedSince(dir string, t int64) bool {
 }
 
 type verdict struct {
-	Dev        uint64        `json:"dev"`
-	Ino        uint64        `json:"ino"`
-	Blob       digest.Digest `json:"blob"`
+	Dev uint64 `json:"dev"`
+	Ino uint64 `json:"ino"`
+	// Chain is the chain id of the layer and those below it: the expected
+	// content of implicit directories depends on them.
+	Chain      digest.Digest `json:"chain"`
 	VerifiedAt int64         `json:"verified_at"`
 }
 
@@ -273,17 +311,22 @@ func (c *Checker) saveVerdict(dir string, v verdict) {
 	_ = writeAtomic(c.verdictPath(dir), b)
 }
 
-// manifest returns the layer's manifest: cached by blob digest, else
-// derived from the blob (decompressed, its diff id checked).
-func (c *Checker) manifest(ctx context.Context, l Layer) (*layertree.Manifest, error) {
+// manifest returns the layer's manifest (as the bottom layer of a chain,
+// or above another): cached by blob digest, else derived from the blob
+// (decompressed, its diff id checked).
+func (c *Checker) manifest(ctx context.Context, l Layer, bottom bool) (*layertree.Manifest, error) {
 	var cachePath string
 	if c.CacheDir != "" && l.Blob.Digest.Validate() == nil {
-		cachePath = filepath.Join(c.CacheDir, "layers", l.Blob.Digest.Algorithm().String()+"-"+l.Blob.Digest.Encoded()+".json")
+		kind := "upper"
+		if bottom {
+			kind = "base"
+		}
+		cachePath = filepath.Join(c.CacheDir, "layers", l.Blob.Digest.Algorithm().String()+"-"+l.Blob.Digest.Encoded()+"."+kind+".json")
 		if b, err := os.ReadFile(cachePath); err == nil {
-			var m layertree.Manifest
-			if json.Unmarshal(b, &m) == nil {
-				return &m, nil
+			if m, err := layertree.ParseManifest(b); err == nil {
+				return m, nil
 			}
+			// Corrupt or from another version: derive it again.
 		}
 	}
 	ra, err := c.Content.ReaderAt(ctx, l.Blob)
@@ -299,7 +342,11 @@ func (c *Checker) manifest(ctx context.Context, l Layer) (*layertree.Manifest, e
 	}
 	defer ds.Close()
 	diffDigester := digest.Canonical.Digester()
-	m, err := layertree.FromTar(io.TeeReader(ds, diffDigester.Hash()))
+	from := layertree.FromTar
+	if bottom {
+		from = layertree.FromBaseTar
+	}
+	m, err := from(io.TeeReader(ds, diffDigester.Hash()))
 	if err != nil {
 		return nil, fmt.Errorf("read layer: %w", err)
 	}

@@ -55,7 +55,12 @@ func (m *manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (*
 		}
 		cfg, err := config.FromOptions(v)
 		if err != nil {
-			return nil, fmt.Errorf("io.containerd.vordr.v1: %w", err)
+			// The shim only needs runc's options to start; Create reads
+			// the options again and refuses them with an error the client
+			// can act on (a failed start is just "exit status 1").
+			if cfg, err = config.Default(); err != nil {
+				return nil, fmt.Errorf("io.containerd.vordr.v1: %w", err)
+			}
 		}
 		runc, err := anypb.New(cfg.RuncOptions())
 		if err != nil {
