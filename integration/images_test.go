@@ -40,10 +40,15 @@ func buildImages(dir string) (busybox, pause string, err error) {
 	return busybox, pause, nil
 }
 
+// attackBin is the built attack workload on the host (a binary that is in
+// the shared test image but in none of the signed gate images).
+var attackBin string
+
 // buildAttack compiles testdata/attack, the workload that tries what an
 // attacker would from inside a container; it ships in the test image.
 func buildAttack(dir string) ([]byte, error) {
 	out := filepath.Join(dir, "vordr-attack")
+	attackBin = out
 	cmd := exec.Command("go", "build", "-trimpath", "-o", out, "./testdata/attack")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false")
 	if b, err := cmd.CombinedOutput(); err != nil {

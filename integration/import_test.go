@@ -94,6 +94,7 @@ type bundleOpts struct {
 	ref    string
 	marker string // content of /etc/marker: makes the layer unique
 	sign   bool
+	files  []testimage.File // more files in the image
 }
 
 // makeBundle packs a busybox image (with a unique marker file, so its layer
@@ -102,7 +103,7 @@ func makeBundle(t *testing.T, o bundleOpts) string {
 	t.Helper()
 	k := testKeys(t)
 	dir := t.TempDir()
-	img, err := testimage.Busybox(testimage.Options{Name: o.ref, Files: []testimage.File{{Path: "/etc/marker", Content: []byte(o.marker + "\n")}}})
+	img, err := testimage.Busybox(testimage.Options{Name: o.ref, Files: append([]testimage.File{{Path: "/etc/marker", Content: []byte(o.marker + "\n")}}, o.files...)})
 	if err != nil {
 		t.Fatal(err)
 	}

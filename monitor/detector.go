@@ -75,8 +75,12 @@ func (d *detector) onEvent(e *Event) []Alert {
 		if e.Drift {
 			switch {
 			case e.Verdict == Denied:
+				ev := map[string]string{"path": e.Path, "pid": itoa(e.PID), "mechanism": e.Mechanism}
+				if e.Digest != "" {
+					ev["digest"], ev["appraisal"] = e.Digest, e.Appraisal
+				}
 				out = append(out, d.alert(now, "drift:"+e.Path, RuleExecDrift, SevCritical,
-					"exec of a file not in the image was denied", map[string]string{"path": e.Path, "pid": itoa(e.PID), "mechanism": e.Mechanism})...)
+					"exec of a file not in the image was denied", ev)...)
 			case e.Verdict == Killed:
 				out = append(out, d.alert(now, "drift:"+e.Path, RuleExecDrift, SevCritical,
 					"exec of a file not in the image: process killed before it ran", map[string]string{"path": e.Path, "pid": itoa(e.PID), "mechanism": e.Mechanism})...)

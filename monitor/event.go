@@ -66,9 +66,13 @@ type Event struct {
 	SetID bool `json:"setid,omitempty"`
 	// FileCtime and Inode identify the executed file's state at exec: the
 	// evidence behind Drift.
-	FileCtime    time.Time `json:"file_ctime,omitzero"`
-	Inode        uint64    `json:"inode,omitempty"`
-	CapEffective uint64    `json:"cap_effective,omitempty"`
+	FileCtime time.Time `json:"file_ctime,omitzero"`
+	Inode     uint64    `json:"inode,omitempty"`
+	// Digest is the sha256 of an appraised executable ("sha256:…"), and
+	// Appraisal says what it was judged against (exec appraisal, strict).
+	Digest       string `json:"digest,omitempty"`
+	Appraisal    string `json:"appraisal,omitempty"`
+	CapEffective uint64 `json:"cap_effective,omitempty"`
 	// ExitStatus is the wait(2) status of an exit (code<<8 | signal).
 	ExitStatus int `json:"exit_status,omitempty"`
 

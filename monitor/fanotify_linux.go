@@ -41,6 +41,7 @@ type fileGuard struct {
 	files     map[devIno]string // marked sensitive file → its path in the container
 	fileDeny  bool
 	emit      func(Event, bool) // (event, is-permission-decision)
+	appraise  *appraiser        // nil: the ctime drift rule
 	prefixes  []string          // host paths of the container root, stripped from evidence
 	events    atomic.Uint64
 	wg        sync.WaitGroup
@@ -56,6 +57,7 @@ type fileGuardConfig struct {
 	sensitive []string
 	fileMask  uint64 // FAN_OPEN or FAN_OPEN_PERM; 0: none
 	rootfs    string
+	appraise  *appraiser
 }
 
 // newFileGuard sets up the fanotify group and its marks. It returns a guard
@@ -72,6 +74,7 @@ func newFileGuard(c fileGuardConfig) (*fileGuard, map[string]string, error) {
 		execDeny:  c.execDeny,
 		files:     map[devIno]string{},
 		fileDeny:  c.fileMask == unix.FAN_OPEN_PERM,
+		appraise:  c.appraise,
 	}
 	root := "/proc/" + strconv.Itoa(c.initPID) + "/root"
 	if r, err := os.Readlink(root); err == nil && r != "/" {
@@ -275,6 +278,37 @@ func (g *fileGuard) handle(md *unix.FanotifyEventMetadata) {
 	p, _ := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
 	ev := Event{Time: time.Now(), PID: int(md.Pid), Mechanism: "fanotify"}
 	switch {
+	case md.Mask&unix.FAN_OPEN_EXEC_PERM != 0 && g.appraise != nil:
+		// Exec appraisal: the bytes must be an executable of the signed
+		// image, whatever the path (bind mounts, volumes, planted files).
+		cp := g.containerPath(p)
+		var v appraisal
+		err := statErr
+		if err == nil {
+			v, err = g.appraise.judge(fd, &st, cp)
+		}
+		allow := (err == nil && v.allowed) || !g.execDeny
+		g.respond(fd, allow)
+		if err == nil && v.inImage {
+			return // the BPF exec event reports it
+		}
+		ev.Kind, ev.Path, ev.Drift = KindExec, cp, !v.allowed
+		ev.FileCtime, ev.Inode = time.Unix(0, st.Ctim.Nano()), st.Ino
+		ev.Mechanism = "fanotify:FAN_OPEN_EXEC_PERM"
+		ev.Digest = v.digest
+		switch {
+		case err != nil:
+			ev.Appraisal = "could not be read to appraise: " + err.Error()
+		case v.allowed:
+			ev.Appraisal = "not in the signed image; allowed by the profile's exec.allow"
+		default:
+			ev.Appraisal = "not an executable of the signed image (" + g.appraise.set.Source + ")"
+		}
+		ev.Verdict = Allowed
+		if !allow {
+			ev.Verdict = Denied
+		}
+		g.emit(ev, true)
 	case md.Mask&unix.FAN_OPEN_EXEC_PERM != 0:
 		ctime := st.Ctim.Nano()
 		drift := statErr != nil || ctime >= g.threshold

@@ -101,9 +101,9 @@ func TestStrictDeniesSensitiveOpenAndDriftExec(t *testing.T) {
 	requireRoot(t)
 	cg := newCgroup(t)
 	m := startMini(t, cg, miniScript)
-	g, c := attach(t, cg, mustProfile(t, "strict"), testOptions(t), m.cmd.Process.Pid)
+	g, c := attach(t, cg, miniStrict(t), testOptions(t), m.cmd.Process.Pid)
 	mech := g.Mechanisms()
-	if !strings.HasPrefix(mech["exec.drift"], "deny: fanotify") || !strings.Contains(mech["files"], "FAN_OPEN_PERM") {
+	if !strings.HasPrefix(mech["exec.drift"], "deny:") || !strings.Contains(mech["exec.drift"], "fanotify FAN_OPEN_EXEC_PERM") || !strings.Contains(mech["files"], "FAN_OPEN_PERM") {
 		t.Fatalf("mechanisms %v, want fanotify exec and open permission marks", mech)
 	}
 	out := m.run(t)
@@ -183,7 +183,7 @@ func TestFanotifyCyclesLeaveNothing(t *testing.T) {
 	cg := newCgroup(t)
 	m := startMini(t, cg, "true")
 	o := testOptions(t)
-	p := mustProfile(t, "strict")
+	p := miniStrict(t)
 	before := openFDs(t)
 	for i := 0; i < 20; i++ {
 		g, err := Attach(t.Context(), Target{ContainerID: "cycle", CgroupPath: cg.path, InitPID: m.cmd.Process.Pid}, p, o)
@@ -213,7 +213,7 @@ func TestStrictOnOverlay(t *testing.T) {
 	cg := newCgroup(t)
 	script := miniScript + `; /bin/busybox chmod 755 /bin/busybox; /bin/busybox true; echo "rc5=$?"`
 	m := startMiniOn(t, cg, script, true)
-	_, c := attach(t, cg, mustProfile(t, "strict"), testOptions(t), m.cmd.Process.Pid)
+	_, c := attach(t, cg, miniStrict(t), testOptions(t), m.cmd.Process.Pid)
 	out := m.run(t)
 	if !strings.Contains(out, "rc1=1") || strings.Contains(out, "rc2=0") || !strings.Contains(out, "rc3=0") {
 		t.Errorf("strict on overlay: %q", out)

@@ -43,6 +43,10 @@ type Target struct {
 	// RootfsPath is the bundle's rootfs, for the record only: marks are
 	// placed through /proc/<InitPID>/root, which is what the container sees.
 	RootfsPath string
+	// Executables, when set, turns a denying drift rule into exec
+	// appraisal: only files whose bytes are executables of the signed
+	// image run (plus the profile's exec.allow).
+	Executables *ImageExecutables
 }
 
 // Options tune a guard. The zero value is right for the shim.
@@ -66,6 +70,11 @@ type Options struct {
 	// verifier time on the next container's start, while an idle set costs
 	// one failed hash lookup per exec/fork/exit on the host.
 	UnloadWhenIdle bool
+	// SysctlHelper is a binary that runs PidnsSysctlMain when called with
+	// PidnsSysctlArg (the shim itself): needed to deny fileless execution
+	// (exec.fileless = "deny"). Empty: fileless execution is not denied,
+	// and Attach fails if the profile requires it.
+	SysctlHelper string
 	// Seccomp is the shim's seccomp agent, if the spec was shaped with
 	// WithSeccompAgent: the guard then reports the container's denied
 	// syscalls (module, bpf, ptrace, …) as KindSyscall events.
@@ -209,10 +218,15 @@ func Attach(ctx context.Context, t Target, p *Profile, o Options) (_ *Guard, err
 		fileMask = 0
 	}
 	if t.InitPID > 0 && (execDeny || fileMask != 0) {
+		var ap *appraiser
+		if execDeny && t.Executables != nil {
+			ap = newAppraiser(t.Executables, p.Exec.Allow)
+		}
 		fg, notes, ferr := newFileGuard(fileGuardConfig{
 			initPID: t.InitPID, threshold: threshold,
 			execMarks: execDeny, execDeny: execDeny,
 			sensitive: p.Files.Sensitive, fileMask: fileMask, rootfs: t.RootfsPath,
+			appraise: ap,
 		})
 		switch {
 		case ferr != nil:
@@ -236,8 +250,12 @@ func Attach(ctx context.Context, t Target, p *Profile, o Options) (_ *Guard, err
 				g.mech["files.unmarked"] = strings.Join(problems, "; ")
 			}
 			if execDeny {
-				if fanExec {
-					g.mech["exec.drift"] = fmt.Sprintf("deny: fanotify FAN_OPEN_EXEC_PERM on %d container mounts", fg.execMarks)
+				switch {
+				case fanExec && ap != nil:
+					g.mech["exec.drift"] = fmt.Sprintf("deny: exec appraisal, only the %d executables of the signed image (%s) and %d exec.allow entries run; fanotify FAN_OPEN_EXEC_PERM on %d container mounts, writable mounts noexec",
+						len(t.Executables.Digests), t.Executables.Source, len(p.Exec.Allow), fg.execMarks)
+				case fanExec:
+					g.mech["exec.drift"] = fmt.Sprintf("deny: files created or changed after start (no verified image to appraise against); fanotify FAN_OPEN_EXEC_PERM on %d container mounts", fg.execMarks)
 				}
 				if n := notes["exec"]; n != "" {
 					g.mech["exec.marks"] = n
@@ -273,6 +291,22 @@ func Attach(ctx context.Context, t Target, p *Profile, o Options) (_ *Guard, err
 	}
 	g.mech["exec"] = "observe: bpf tp_btf/sched_process_exec"
 	g.mech["process"] = "observe: bpf tp_btf/sched_process_fork, sched_process_exit"
+
+	if p.Exec.Fileless == ActionDeny {
+		switch {
+		case t.InitPID <= 0 || o.SysctlHelper == "":
+			g.mech["exec.fileless"] = "none: no init pid or sysctl helper given"
+		default:
+			if err := SetPidnsSysctl(t.InitPID, "vm.memfd_noexec", "2", o.SysctlHelper); err != nil {
+				g.mech["exec.fileless"] = "none: " + err.Error()
+			} else {
+				g.mech["exec.fileless"] = "deny: vm.memfd_noexec = 2 in the container's pid namespace (memfds are created non-executable; MFD_EXEC refused)"
+			}
+		}
+		if strings.HasPrefix(g.mech["exec.fileless"], "none") && p.Required {
+			return nil, fmt.Errorf("attach: profile %s denies fileless execution but could not (%s)", p.Name, g.mech["exec.fileless"])
+		}
+	}
 
 	// 2. The container's map entries, under the node lock.
 	owner := os.Getpid()

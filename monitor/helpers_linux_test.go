@@ -23,6 +23,9 @@ import (
 // runs one small job (connect, exec burst, getpid storm) and exits, so tests
 // need no tools beyond the kernel.
 func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == PidnsSysctlArg {
+		os.Exit(PidnsSysctlMain(os.Args[2:]))
+	}
 	if h := os.Getenv("VORDR_TEST_HELPER"); h != "" {
 		os.Exit(helper(h, os.Args[1:]))
 	}
@@ -137,7 +140,8 @@ func (cg *testCgroup) helper(mode string, args ...string) *exec.Cmd {
 func testOptions(t testing.TB) Options {
 	t.Helper()
 	pin := fmt.Sprintf("/sys/fs/bpf/vordr-test-%d-%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "_"))
-	o := Options{PinDir: pin, LockPath: filepath.Join(t.TempDir(), "bpf.lock"), PollInterval: 50 * time.Millisecond, UnloadWhenIdle: true}
+	self, _ := os.Executable()
+	o := Options{PinDir: pin, LockPath: filepath.Join(t.TempDir(), "bpf.lock"), PollInterval: 50 * time.Millisecond, UnloadWhenIdle: true, SysctlHelper: self}
 	t.Cleanup(func() {
 		if ents, err := os.ReadDir(pin); err == nil {
 			t.Errorf("program set not unloaded: %s still holds %d entries", pin, len(ents))
@@ -224,5 +228,14 @@ func mustProfile(t testing.TB, ref string) *Profile {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return p
+}
+
+// miniStrict is strict for the mini containers of these tests, which share
+// the host's pid namespace: a pid-namespace sysctl there would be the
+// host's, so fileless execution is left to the runc test.
+func miniStrict(t testing.TB) *Profile {
+	p := mustProfile(t, "strict")
+	p.Exec.Fileless = ActionAudit
 	return p
 }

@@ -73,9 +73,21 @@ type Profile struct {
 	ReadonlyRootfs  *bool `toml:"readonly_rootfs"`
 
 	Exec struct {
-		// Drift is the action for exec of a file created or changed after
-		// the guard attached (i.e. not part of the image).
+		// Drift is the action for exec of a file that is not part of the
+		// image. With deny and a verified image (exec appraisal), "part of
+		// the image" means: its bytes are those of an executable file of
+		// the signed image; otherwise: not created or changed after the
+		// guard attached.
 		Drift Action `toml:"drift"`
+		// Allow lists executables outside the image the operator lets run
+		// under appraisal: "sha256:<hex>" digests or absolute container
+		// paths (a trailing "/*" matches a directory's files).
+		Allow []string `toml:"allow"`
+		// Fileless is the action for executing anonymous memory files
+		// (memfd_create + execve of /proc/self/fd/N, execveat of a memfd):
+		// deny sets vm.memfd_noexec = 2 in the container's pid namespace,
+		// so such files are created non-executable and sealed.
+		Fileless Action `toml:"fileless"`
 	} `toml:"exec"`
 
 	Files struct {
@@ -242,6 +254,9 @@ func (p *Profile) validate() error {
 	if err := check("exec.drift", &p.Exec.Drift, ActionAudit, ActionAlert, ActionDeny); err != nil {
 		return err
 	}
+	if err := check("exec.fileless", &p.Exec.Fileless, ActionAudit, ActionDeny); err != nil {
+		return err
+	}
 	if err := check("files.action", &p.Files.Action, ActionAudit, ActionAlert, ActionDeny); err != nil {
 		return err
 	}
@@ -268,6 +283,17 @@ func (p *Profile) validate() error {
 			c = "CAP_" + c
 		}
 		p.Capabilities.Keep[i] = c
+	}
+	for _, a := range p.Exec.Allow {
+		if strings.HasPrefix(a, "sha256:") {
+			if len(a) != 71 || strings.Trim(a[7:], "0123456789abcdef") != "" {
+				return fmt.Errorf("profile %s: exec.allow %q: want sha256:<64 lowercase hex>", p.Name, a)
+			}
+			continue
+		}
+		if !path.IsAbs(a) || path.Clean(strings.TrimSuffix(a, "/*")) != strings.TrimSuffix(a, "/*") {
+			return fmt.Errorf("profile %s: exec.allow %q: want sha256:<hex> or a clean absolute path", p.Name, a)
+		}
 	}
 	for _, n := range p.Spec.AllowHostNamespaces {
 		if !slices.Contains(privateNamespaces, specs.LinuxNamespaceType(n)) {

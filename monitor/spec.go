@@ -186,7 +186,9 @@ func (p *Profile) harden(s *specs.Spec) error {
 		i := slices.IndexFunc(l.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == t })
 		host := i < 0
 		if i >= 0 && l.Namespaces[i].Path != "" {
-			host = sameNamespace(l.Namespaces[i].Path, "/proc/1/ns/"+nsFile(t))
+			// The shim runs in the host's namespaces (pid 1's may not be
+			// readable, as in some microVMs).
+			host = sameNamespace(l.Namespaces[i].Path, "/proc/self/ns/"+nsFile(t))
 		}
 		if host && !slices.Contains(p.Spec.AllowHostNamespaces, string(t)) {
 			return fmt.Errorf("spec field linux.namespaces: the container would share the host's %s namespace, which profile %s refuses (the operator may allow it by name in spec.allow_host_namespaces): %w", t, p.Name, ErrSpecRefused)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -124,7 +125,7 @@ func TestHardenRefuses(t *testing.T) {
 		{"host network", oci.WithHostNamespace(specs.NetworkNamespace), "host's network namespace"},
 		{"host pid", oci.WithHostNamespace(specs.PIDNamespace), "host's pid namespace"},
 		{"host ipc", oci.WithHostNamespace(specs.IPCNamespace), "host's ipc namespace"},
-		{"host netns by path", oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: "/proc/1/ns/net"}), "host's network namespace"},
+		{"host netns by path", oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: "/proc/self/ns/net"}), "host's network namespace"},
 		{"prestart hook", func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
 			s.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/bin/sh"}}}
 			return nil
@@ -209,3 +210,19 @@ func allowedSyscalls(sc *specs.LinuxSeccomp) map[string]bool {
 }
 
 func ctrdDefault(s *specs.Spec) *specs.LinuxSeccomp { return ctrdseccomp.DefaultProfile(s) }
+
+// TestPidnsSysctlNeverTheHost: a pid-namespaced sysctl is never written for
+// a process in the host's pid namespace (it would apply to the whole host).
+func TestPidnsSysctlNeverTheHost(t *testing.T) {
+	before, _ := os.ReadFile("/proc/sys/vm/memfd_noexec")
+	self, _ := os.Executable()
+	if err := SetPidnsSysctl(os.Getpid(), "vm.memfd_noexec", "2", self); err == nil || !strings.Contains(err.Error(), "host's pid namespace") {
+		t.Fatalf("SetPidnsSysctl(self) = %v, want a refusal", err)
+	}
+	if after, _ := os.ReadFile("/proc/sys/vm/memfd_noexec"); string(after) != string(before) {
+		t.Fatalf("the host's vm.memfd_noexec changed: %q → %q", before, after)
+	}
+	if err := SetPidnsSysctl(os.Getpid(), "kernel.core_pattern", "x", self); err == nil {
+		t.Fatal("an arbitrary sysctl was accepted")
+	}
+}

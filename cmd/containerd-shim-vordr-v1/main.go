@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"os"
 
 	"github.com/containerd/containerd/v2/pkg/shim"
 
@@ -16,8 +17,13 @@ import (
 	_ "github.com/vordr-project/vordr/cmd/containerd-shim-vordr-v1/guard"
 	"github.com/vordr-project/vordr/cmd/containerd-shim-vordr-v1/manager"
 	_ "github.com/vordr-project/vordr/cmd/containerd-shim-vordr-v1/task" // registers the task service
+	"github.com/vordr-project/vordr/monitor"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == monitor.PidnsSysctlArg {
+		// A helper the guard starts inside a container's pid namespace.
+		os.Exit(monitor.PidnsSysctlMain(os.Args[2:]))
+	}
 	shim.RunShim(context.Background(), manager.New(manager.RuntimeName))
 }

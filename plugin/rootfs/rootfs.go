@@ -386,3 +386,49 @@ func writeAtomic(p string, b []byte) error {
 	}
 	return nil
 }
+
+// Executables returns the sha256 (hex) of every executable file (any x bit,
+// or set-id) of the image made of layers: the exec appraisal set. It is
+// cached per chain under CacheDir.
+func (c *Checker) Executables(ctx context.Context, layers []Layer) (map[string]struct{}, error) {
+	var diffIDs []digest.Digest
+	for _, l := range layers {
+		diffIDs = append(diffIDs, l.DiffID)
+	}
+	chain := identity.ChainID(diffIDs)
+	var cachePath string
+	if c.CacheDir != "" && chain.Validate() == nil {
+		cachePath = filepath.Join(c.CacheDir, "exec", chain.Encoded()+".json")
+		if b, err := os.ReadFile(cachePath); err == nil {
+			var list []string
+			if json.Unmarshal(b, &list) == nil {
+				set := make(map[string]struct{}, len(list))
+				for _, d := range list {
+					set[d] = struct{}{}
+				}
+				return set, nil
+			}
+		}
+	}
+	set := map[string]struct{}{}
+	for i, l := range layers {
+		m, err := c.manifest(ctx, l, i == 0)
+		if err != nil {
+			return nil, fmt.Errorf("layer %d (%s): %w", i+1, l.Blob.Digest, err)
+		}
+		for _, e := range m.Executables() {
+			set[strings.TrimPrefix(e.Digest, "sha256:")] = struct{}{}
+		}
+	}
+	if cachePath != "" {
+		list := make([]string, 0, len(set))
+		for d := range set {
+			list = append(list, d)
+		}
+		slices.Sort(list)
+		if b, err := json.Marshal(list); err == nil {
+			_ = writeAtomic(cachePath, b)
+		}
+	}
+	return set, nil
+}

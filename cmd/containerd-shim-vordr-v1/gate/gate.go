@@ -36,6 +36,7 @@ import (
 	"github.com/vordr-project/vordr/cmd/containerd-shim-vordr-v1/task"
 	"github.com/vordr-project/vordr/ctp"
 	"github.com/vordr-project/vordr/ctp/policy"
+	"github.com/vordr-project/vordr/monitor"
 	"github.com/vordr-project/vordr/plugin"
 	"github.com/vordr-project/vordr/plugin/rootfs"
 )
@@ -338,6 +339,16 @@ func (g *Gate) check(ctx context.Context, c *task.Container, pol *policy.Policy,
 		return d
 	}
 	d.upper = res.Upper
+	if p := c.Selection.Profile; p != nil && p.Exec.Drift == monitor.ActionDeny {
+		// The guard appraises every exec against the signed image's
+		// executables: only their bytes run.
+		set, err := chk.Executables(ctx, layers)
+		if err != nil {
+			d.Err = fmt.Errorf("container %s: exec appraisal set: %w", c.ID, err)
+			return d
+		}
+		c.ImageExecutables, c.VerifiedImage = set, d.Image
+	}
 	return d
 }
 

@@ -110,13 +110,18 @@ func (h *hook) PostCreate(ctx context.Context, c *task.Container) error {
 		g.webhook = newWebhook(ev.Webhook)
 	}
 	start := time.Now()
-	guard, err := monitor.Attach(ctx, monitor.Target{
+	target := monitor.Target{
 		ContainerID: c.ID,
 		CgroupPath:  c.CgroupDir,
 		CgroupID:    c.CgroupID,
 		InitPID:     c.Pid,
 		RootfsPath:  c.Rootfs,
-	}, g.profile, monitor.Options{Seccomp: h.agent})
+	}
+	if c.ImageExecutables != nil {
+		target.Executables = &monitor.ImageExecutables{Digests: c.ImageExecutables, Source: "verified image " + c.VerifiedImage}
+	}
+	self, _ := os.Executable() // runs monitor.PidnsSysctlMain (see main.go)
+	guard, err := monitor.Attach(ctx, target, g.profile, monitor.Options{Seccomp: h.agent, SysctlHelper: self})
 	if err != nil {
 		if g.profile.Required {
 			return fmt.Errorf("profile %q requires the guard, which could not attach: %w (run `vordr doctor` to see what this node supports, or choose profile dev to run unguarded)", g.profile.Name, err)

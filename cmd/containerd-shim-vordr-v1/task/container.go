@@ -37,6 +37,12 @@ type Container struct {
 	// Selection is the profile and policy the container runs under, decided
 	// once (config.Select) for every hook.
 	Selection *config.Selection
+	// ImageExecutables are the sha256 (hex) of the verified image's
+	// executable files, set by the gate when the image verified and the
+	// profile appraises execs; the guard allows only these to run.
+	ImageExecutables map[string]struct{}
+	// VerifiedImage names the image the gate verified ("name@digest").
+	VerifiedImage string
 
 	// Pid is the init process, waiting in runc init until Start.
 	Pid int
