@@ -145,3 +145,59 @@ func TestFilelessExec(t *testing.T) {
 		t.Error("no denied, appraised exec event")
 	}
 }
+
+// TestSensitiveFileOtherNames: a hard link to /etc/shadow shipped in the
+// image, and the backup /etc/shadow-, are protected like /etc/shadow.
+func TestSensitiveFileOtherNames(t *testing.T) {
+	dir := t.TempDir()
+	bb, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"bin", "etc", "proc", "sys", "dev", "tmp", "run"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(dir, "bin/busybox"), bb, 0o755)
+	for _, a := range []string{"sh", "cat"} {
+		os.Symlink("busybox", filepath.Join(dir, "bin", a))
+	}
+	os.WriteFile(filepath.Join(dir, "etc/shadow"), []byte("root:SECRET:19000::::::\n"), 0o640)
+	os.WriteFile(filepath.Join(dir, "etc/shadow-"), []byte("root:SECRET:18000::::::\n"), 0o640)
+	if err := os.Link(filepath.Join(dir, "etc/shadow"), filepath.Join(dir, "etc/innocent")); err != nil {
+		t.Fatal(err)
+	}
+	ref := "docker.io/vordr/hardlink:1"
+	img, err := testimage.Build(dir, testimage.Options{Name: ref})
+	if err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(t.TempDir(), "img.tar")
+	if err := img.WriteArchiveFile(archive); err != nil {
+		t.Fatal(err)
+	}
+	if err := importArchive(shared, shared.Namespace, archive); err != nil {
+		t.Fatal(err)
+	}
+	removeImage(newEnv(t, shared, runcV2), ref)
+
+	for _, name := range []string{"/etc/innocent", "/etc/shadow-"} {
+		t.Run(name, func(t *testing.T) {
+			r := newEnv(t, shared, runcV2)
+			if _, out := r.runTask(r.imageContainer(ref, uniqueID(t), []string{"cat", name})); !strings.Contains(out.stdout.String(), "SECRET") {
+				t.Fatalf("control: runc.v2 reads %s: %q", name, out.stdout.String())
+			}
+			s := newEnv(t, shared, profileRuntime("strict"))
+			id := uniqueID(t)
+			if _, out := s.runTask(s.imageContainer(ref, id, []string{"cat", name})); strings.Contains(out.stdout.String(), "SECRET") {
+				t.Fatalf("strict read %s: %q", name, out.stdout.String())
+			}
+			if !hasEvent(events(t, shared, id), func(ev monitor.Event) bool {
+				return ev.Kind == monitor.KindOpen && ev.Verdict == monitor.Denied && ev.Path == name
+			}) {
+				t.Errorf("no denied open of %s reported", name)
+			}
+		})
+	}
+}

@@ -38,7 +38,8 @@ type fileGuard struct {
 	threshold int64 // ns since epoch; exec of files with ctime >= this is drift
 	execDeny  bool
 	execMarks int
-	files     map[devIno]string // marked sensitive file → its path in the container
+	files     map[devIno]string   // marked sensitive file → its path in the container
+	paths     map[string]struct{} // every marked name
 	fileDeny  bool
 	emit      func(Event, bool) // (event, is-permission-decision)
 	appraise  *appraiser        // nil: the ctime drift rule
@@ -73,6 +74,7 @@ func newFileGuard(c fileGuardConfig) (*fileGuard, map[string]string, error) {
 		threshold: c.threshold,
 		execDeny:  c.execDeny,
 		files:     map[devIno]string{},
+		paths:     map[string]struct{}{},
 		fileDeny:  c.fileMask == unix.FAN_OPEN_PERM,
 		appraise:  c.appraise,
 	}
@@ -92,16 +94,30 @@ func newFileGuard(c fileGuardConfig) (*fileGuard, map[string]string, error) {
 	}
 	if c.fileMask != 0 {
 		present := 0
+		var linked []devIno
 		for _, p := range c.sensitive {
-			ok, err := g.markFile(root, p, c.fileMask)
+			ok, nlink, id, err := g.markFile(root, p, c.fileMask)
 			if err != nil {
 				notes["files:"+p] = err.Error()
 			}
 			if ok {
 				present++
+				if nlink > 1 {
+					linked = append(linked, id)
+				}
 			}
 		}
 		notes["files.marked"] = strconv.Itoa(present)
+		if len(linked) > 0 {
+			// Other names of a protected inode (hard links shipped in the
+			// image): overlayfs gives each name of a lower-layer file its
+			// own inode, so each needs its own mark.
+			n, err := g.markOtherNames(root, linked, c.fileMask)
+			notes["files.links"] = strconv.Itoa(n)
+			if err != nil {
+				notes["files:links"] = err.Error()
+			}
+		}
 	}
 	return g, notes, nil
 }
@@ -161,13 +177,75 @@ func (g *fileGuard) markMounts(pid int, root string) (int, error) {
 	return n, nil
 }
 
+// markOtherNames walks the container's root filesystem (not the mounts on
+// it) for other names of the given inodes and marks them. It runs only
+// when a protected file has more than one link, so ordinary images pay
+// nothing.
+func (g *fileGuard) markOtherNames(root string, ids []devIno, mask uint64) (int, error) {
+	want := map[devIno]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	var rootSt unix.Stat_t
+	if err := unix.Stat(root+"/", &rootSt); err != nil {
+		return 0, err
+	}
+	const maxEntries = 500000 // bound the walk on huge images
+	n, seen := 0, 0
+	var errs []string
+	err := filepath.WalkDir(root+"/", func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return nil // unreadable corners: keep going
+		}
+		if seen++; seen > maxEntries {
+			return fmt.Errorf("stopped after %d entries", maxEntries)
+		}
+		var st unix.Stat_t
+		if unix.Lstat(p, &st) != nil {
+			return nil
+		}
+		if d.IsDir() {
+			if st.Dev != rootSt.Dev {
+				return filepath.SkipDir // another mount (/proc, /sys, volumes)
+			}
+			return nil
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink < 2 || !want[devIno{st.Dev, st.Ino}] {
+			return nil
+		}
+		rel := "/" + strings.TrimPrefix(strings.TrimPrefix(p, root), "/")
+		if _, known := g.paths[rel]; known {
+			return nil
+		}
+		ok, _, _, err := g.markFile(root, rel, mask)
+		if err != nil {
+			errs = append(errs, rel+": "+err.Error())
+		}
+		if ok {
+			n++
+		}
+		return nil
+	})
+	if err == nil && len(errs) > 0 {
+		err = errors.New(strings.Join(errs, "; "))
+	}
+	return n, err
+}
+
 // markFile places an inode mark on the container's copy of path, resolved
 // inside the container's root (symlinks cannot point the mark at a host
-// file). It reports false when the file does not exist in the container.
-func (g *fileGuard) markFile(root, path string, mask uint64) (bool, error) {
+// file). It reports false when the file does not exist in the container,
+// and the file's link count and identity.
+func (g *fileGuard) markFile(root, path string, mask uint64) (bool, uint64, devIno, error) {
+	ok, st, err := g.markFile1(root, path, mask)
+	return ok, uint64(st.Nlink), devIno{st.Dev, st.Ino}, err
+}
+
+func (g *fileGuard) markFile1(root, path string, mask uint64) (bool, unix.Stat_t, error) {
+	var st unix.Stat_t
 	rfd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return false, fmt.Errorf("open container root: %w", err)
+		return false, st, fmt.Errorf("open container root: %w", err)
 	}
 	defer unix.Close(rfd)
 	fd, err := unix.Openat2(rfd, strings.TrimPrefix(path, "/"), &unix.OpenHow{
@@ -176,28 +254,31 @@ func (g *fileGuard) markFile(root, path string, mask uint64) (bool, error) {
 	})
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
-			return false, nil
+			return false, st, nil
 		}
-		return false, err
+		return false, st, err
 	}
 	defer unix.Close(fd)
-	var st, host unix.Stat_t
+	var host unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return false, err
+		return false, st, err
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return false, nil // masked paths (/dev/null binds), directories: not ours to mark
+		return false, st, nil // masked paths (/dev/null binds), directories: not ours to mark
 	}
 	if unix.Stat(path, &host) == nil && host.Dev == st.Dev && host.Ino == st.Ino {
-		return false, errors.New("is the host's own file (rootfs shared with the host): not marked")
+		return false, st, errors.New("is the host's own file (rootfs shared with the host): not marked")
 	}
 	// fanotify_mark does not take O_PATH descriptors; the magic link of
 	// the already-resolved descriptor names the same inode.
 	if err := fanotifyMark(int(g.f.Fd()), unix.FAN_MARK_ADD, mask, unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd)); err != nil {
-		return false, fmt.Errorf("fanotify_mark: %w", err)
+		return false, st, fmt.Errorf("fanotify_mark: %w", err)
 	}
-	g.files[devIno{st.Dev, st.Ino}] = path
-	return true, nil
+	if _, ok := g.files[devIno{st.Dev, st.Ino}]; !ok {
+		g.files[devIno{st.Dev, st.Ino}] = path
+	}
+	g.paths[path] = struct{}{}
+	return true, st, nil
 }
 
 // fanotifyMark is fanotify_mark(2) with a NULL pathname when path is ""
@@ -331,9 +412,13 @@ func (g *fileGuard) handle(md *unix.FanotifyEventMetadata) {
 			g.respond(fd, !g.fileDeny)
 		}
 		ev.Kind, ev.Verdict = KindOpen, Allowed
-		ev.Path = g.files[devIno{st.Dev, st.Ino}]
-		if ev.Path == "" {
-			ev.Path = g.containerPath(p)
+		// The name opened, when it is one we marked (a hard link of a
+		// protected file shares its identity), else the protected name.
+		ev.Path = g.containerPath(p)
+		if _, ok := g.paths[ev.Path]; !ok {
+			if name := g.files[devIno{st.Dev, st.Ino}]; name != "" {
+				ev.Path = name
+			}
 		}
 		ev.Mechanism = "fanotify:FAN_OPEN"
 		if perm {

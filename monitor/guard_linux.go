@@ -239,9 +239,12 @@ func Attach(ctx context.Context, t Target, p *Profile, o Options) (_ *Guard, err
 				what = "FAN_OPEN_PERM (deny)"
 			}
 			g.mech["files"] = fmt.Sprintf("fanotify %s inode marks on %s of the %d listed sensitive files (the others are not in the container)", what, notes["files.marked"], len(p.Files.Sensitive))
+			if n := notes["files.links"]; n != "" {
+				g.mech["files"] += fmt.Sprintf(", and on %s other names (hard links) of them", n)
+			}
 			var problems []string
 			for k, v := range notes {
-				if strings.HasPrefix(k, "files:") {
+				if strings.HasPrefix(k, "files:") && k != "files.links" {
 					problems = append(problems, strings.TrimPrefix(k, "files:")+": "+v)
 				}
 			}
