@@ -335,6 +335,31 @@ func TestGuardExecBurstAlert(t *testing.T) {
 	}
 }
 
+// TestGuardForkBurstAtStart: a burst of 400 processes right at start, in a
+// container that exits at once, raises fork-bomb: rates count from zero at
+// attach, and the counters are judged once more when init exits.
+func TestGuardForkBurstAtStart(t *testing.T) {
+	_, _, id := runIn(t, profileRuntime("balanced"), []string{"sh", "-c", "i=0; while [ $i -lt 400 ]; do (:) & i=$((i+1)); done; wait"})
+	evs := events(t, shared, id)
+	if !hasEvent(evs, alertRule(monitor.RuleForkBomb)) {
+		t.Errorf("no %s alert for 400 processes at start: %d events", monitor.RuleForkBomb, len(evs))
+	}
+}
+
+// TestGuardNoTeardownAlerts: quiet containers never raise rate alerts,
+// at exit or at teardown (counters read after the entry is gone used to
+// wrap around to 18446744073709551615 execs/s).
+func TestGuardNoTeardownAlerts(t *testing.T) {
+	for i := 0; i < 5; i++ {
+		_, _, id := runIn(t, profileRuntime("strict"), []string{"true"})
+		for _, e := range events(t, shared, id) {
+			if e.Kind == monitor.KindAlert && e.Alert != nil && (e.Alert.Rule == monitor.RuleExecBurst || e.Alert.Rule == monitor.RuleForkBomb) {
+				t.Errorf("quiet container %s raised %s: %s", id, e.Alert.Rule, e.Alert.Message)
+			}
+		}
+	}
+}
+
 // TestGuardCreateDeleteCycles: after 100 create/delete cycles in one shim, no
 // per-container BPF state is left beyond the shared set and the shim's memory
 // is flat.

@@ -6,7 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
-	"path"
+	pathpkg "path"
 	"strings"
 	"sync"
 
@@ -54,9 +54,9 @@ func newAppraiser(set *ImageExecutables, allow []string) *appraiser {
 	return &appraiser{set: set, allow: allow, cache: map[fileState]appraisal{}, buf: make([]byte, 1<<20)}
 }
 
-// judge appraises the file open on fd; p is its path in the container
-// (evidence, and the key of path allowances).
-func (a *appraiser) judge(fd int, st *unix.Stat_t, p string) (appraisal, error) {
+// judge appraises the file open on fd; path gives its path in the container
+// (the key of path allowances), read only when the file is not cached.
+func (a *appraiser) judge(fd int, st *unix.Stat_t, path func() string) (appraisal, error) {
 	k := fileState{st.Dev, st.Ino, st.Ctim.Nano(), st.Mtim.Nano(), st.Size}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -69,7 +69,7 @@ func (a *appraiser) judge(fd int, st *unix.Stat_t, p string) (appraisal, error) 
 	}
 	d := hex.EncodeToString(h.Sum(nil))
 	_, in := a.set.Digests[d]
-	v := appraisal{digest: "sha256:" + d, inImage: in, allowed: in || a.allowed("sha256:"+d, p)}
+	v := appraisal{digest: "sha256:" + d, inImage: in, allowed: in || a.allowed("sha256:"+d, path())}
 	if len(a.cache) >= appraiseCacheMax {
 		clear(a.cache) // bounded; a miss only costs a hash
 	}
@@ -82,7 +82,7 @@ func (a *appraiser) allowed(digest, p string) bool {
 		switch {
 		case x == digest, x == p:
 			return true
-		case strings.HasSuffix(x, "/*") && path.Dir(p) == strings.TrimSuffix(x, "/*"):
+		case strings.HasSuffix(x, "/*") && pathpkg.Dir(p) == strings.TrimSuffix(x, "/*"):
 			return true
 		}
 	}

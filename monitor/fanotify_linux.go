@@ -356,23 +356,31 @@ func (g *fileGuard) handle(md *unix.FanotifyEventMetadata) {
 	g.events.Add(1)
 	var st unix.Stat_t
 	statErr := unix.Fstat(fd, &st)
-	p, _ := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+	var p string
+	path := func() string {
+		if p == "" {
+			p, _ = os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+		}
+		return p
+	}
 	ev := Event{Time: time.Now(), PID: int(md.Pid), Mechanism: "fanotify"}
 	switch {
 	case md.Mask&unix.FAN_OPEN_EXEC_PERM != 0 && g.appraise != nil:
 		// Exec appraisal: the bytes must be an executable of the signed
 		// image, whatever the path (bind mounts, volumes, planted files).
-		cp := g.containerPath(p)
+		// The hot path (a cached, in-image file) is one fstat and a map
+		// lookup; the path is read only when it matters.
 		var v appraisal
 		err := statErr
 		if err == nil {
-			v, err = g.appraise.judge(fd, &st, cp)
+			v, err = g.appraise.judge(fd, &st, func() string { return g.containerPath(path()) })
 		}
 		allow := (err == nil && v.allowed) || !g.execDeny
 		g.respond(fd, allow)
 		if err == nil && v.inImage {
 			return // the BPF exec event reports it
 		}
+		cp := g.containerPath(path())
 		ev.Kind, ev.Path, ev.Drift = KindExec, cp, !v.allowed
 		ev.FileCtime, ev.Inode = time.Unix(0, st.Ctim.Nano()), st.Ino
 		ev.Mechanism = "fanotify:FAN_OPEN_EXEC_PERM"
@@ -398,7 +406,7 @@ func (g *fileGuard) handle(md *unix.FanotifyEventMetadata) {
 		if !drift {
 			return // in the image: the BPF exec event reports it
 		}
-		ev.Kind, ev.Path, ev.Drift = KindExec, g.containerPath(p), true
+		ev.Kind, ev.Path, ev.Drift = KindExec, g.containerPath(path()), true
 		ev.FileCtime, ev.Inode = time.Unix(0, ctime), st.Ino
 		ev.Mechanism = "fanotify:FAN_OPEN_EXEC_PERM"
 		ev.Verdict = Allowed
@@ -414,7 +422,7 @@ func (g *fileGuard) handle(md *unix.FanotifyEventMetadata) {
 		ev.Kind, ev.Verdict = KindOpen, Allowed
 		// The name opened, when it is one we marked (a hard link of a
 		// protected file shares its identity), else the protected name.
-		ev.Path = g.containerPath(p)
+		ev.Path = g.containerPath(path())
 		if _, ok := g.paths[ev.Path]; !ok {
 			if name := g.files[devIno{st.Dev, st.Ino}]; name != "" {
 				ev.Path = name

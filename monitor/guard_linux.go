@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"sort"
 	"strings"
 	"sync"
@@ -75,6 +76,9 @@ type Options struct {
 	// (exec.fileless = "deny"). Empty: fileless execution is not denied,
 	// and Attach fails if the profile requires it.
 	SysctlHelper string
+	// RunHelper starts and waits for the helper; nil means exec.Cmd.Run.
+	// A shim, whose reaper collects every child, passes its reaper's.
+	RunHelper func(*exec.Cmd) error
 	// Seccomp is the shim's seccomp agent, if the spec was shaped with
 	// WithSeccompAgent: the guard then reports the container's denied
 	// syscalls (module, bpf, ptrace, …) as KindSyscall events.
@@ -300,7 +304,7 @@ func Attach(ctx context.Context, t Target, p *Profile, o Options) (_ *Guard, err
 		case t.InitPID <= 0 || o.SysctlHelper == "":
 			g.mech["exec.fileless"] = "none: no init pid or sysctl helper given"
 		default:
-			if err := SetPidnsSysctl(t.InitPID, "vm.memfd_noexec", "2", o.SysctlHelper); err != nil {
+			if err := SetPidnsSysctl(t.InitPID, "vm.memfd_noexec", "2", o.SysctlHelper, o.RunHelper); err != nil {
 				g.mech["exec.fileless"] = "none: " + err.Error()
 			} else {
 				g.mech["exec.fileless"] = "deny: vm.memfd_noexec = 2 in the container's pid namespace (memfds are created non-executable; MFD_EXEC refused)"

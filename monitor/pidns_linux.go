@@ -29,7 +29,14 @@ var pidnsSysctls = map[string]bool{"vm/memfd_noexec": true}
 // with PidnsSysctlArg) is started inside the namespace and writes it. A
 // pid namespace cannot lower what its parent set, and the workload lacks
 // CAP_SYS_ADMIN in the host user namespace, so it cannot undo it.
-func SetPidnsSysctl(pid int, name, value, helper string) error {
+//
+// run starts and waits for the helper; nil means cmd.Run. A process that
+// reaps every child (containerd's shims are subreapers with a reaper of
+// their own) must pass its reaper's start-and-wait here.
+func SetPidnsSysctl(pid int, name, value, helper string, run func(*exec.Cmd) error) error {
+	if run == nil {
+		run = (*exec.Cmd).Run
+	}
 	key := strings.ReplaceAll(name, ".", "/")
 	if !pidnsSysctls[key] {
 		return fmt.Errorf("%s is not a pid-namespaced sysctl vordr sets", name)
@@ -61,9 +68,12 @@ func SetPidnsSysctl(pid int, name, value, helper string) error {
 			errc <- fmt.Errorf("setns pid: %w", err)
 			return
 		}
-		out, err := exec.Command(helper, PidnsSysctlArg, key, value).CombinedOutput()
+		var out strings.Builder
+		cmd := exec.Command(helper, PidnsSysctlArg, key, value)
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err := run(cmd)
 		if err != nil {
-			err = fmt.Errorf("%s %s: %w: %s", filepath.Base(helper), PidnsSysctlArg, err, strings.TrimSpace(string(out)))
+			err = fmt.Errorf("%s %s: %w: %s", filepath.Base(helper), PidnsSysctlArg, err, strings.TrimSpace(out.String()))
 		}
 		errc <- err
 	}()

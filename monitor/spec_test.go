@@ -216,13 +216,13 @@ func ctrdDefault(s *specs.Spec) *specs.LinuxSeccomp { return ctrdseccomp.Default
 func TestPidnsSysctlNeverTheHost(t *testing.T) {
 	before, _ := os.ReadFile("/proc/sys/vm/memfd_noexec")
 	self, _ := os.Executable()
-	if err := SetPidnsSysctl(os.Getpid(), "vm.memfd_noexec", "2", self); err == nil || !strings.Contains(err.Error(), "host's pid namespace") {
+	if err := SetPidnsSysctl(os.Getpid(), "vm.memfd_noexec", "2", self, nil); err == nil || !strings.Contains(err.Error(), "host's pid namespace") {
 		t.Fatalf("SetPidnsSysctl(self) = %v, want a refusal", err)
 	}
 	if after, _ := os.ReadFile("/proc/sys/vm/memfd_noexec"); string(after) != string(before) {
 		t.Fatalf("the host's vm.memfd_noexec changed: %q → %q", before, after)
 	}
-	if err := SetPidnsSysctl(os.Getpid(), "kernel.core_pattern", "x", self); err == nil {
+	if err := SetPidnsSysctl(os.Getpid(), "kernel.core_pattern", "x", self, nil); err == nil {
 		t.Fatal("an arbitrary sysctl was accepted")
 	}
 }

@@ -13,12 +13,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"runtime/debug"
 	"sync"
 	"time"
 
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/shim"
+	"github.com/containerd/containerd/v2/pkg/sys/reaper"
 	"github.com/containerd/log"
 	"github.com/containerd/plugin"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -91,6 +93,23 @@ func (h *hook) PreCreate(ctx context.Context, c *task.Container) error {
 	return nil
 }
 
+// runReaped runs a helper through the shim's reaper, which collects every
+// child of the shim (a plain Wait would race it and fail with ECHILD).
+func runReaped(cmd *exec.Cmd) error {
+	ec, err := reaper.Default.Start(cmd)
+	if err != nil {
+		return err
+	}
+	status, err := reaper.Default.Wait(cmd, ec)
+	if err != nil {
+		return err
+	}
+	if status != 0 {
+		return fmt.Errorf("exit status %d", status)
+	}
+	return nil
+}
+
 // PostCreate attaches the guard: the init process waits in runc init, so
 // the container's first exec is the guard's first event.
 func (h *hook) PostCreate(ctx context.Context, c *task.Container) error {
@@ -121,7 +140,7 @@ func (h *hook) PostCreate(ctx context.Context, c *task.Container) error {
 		target.Executables = &monitor.ImageExecutables{Digests: c.ImageExecutables, Source: "verified image " + c.VerifiedImage}
 	}
 	self, _ := os.Executable() // runs monitor.PidnsSysctlMain (see main.go)
-	guard, err := monitor.Attach(ctx, target, g.profile, monitor.Options{Seccomp: h.agent, SysctlHelper: self})
+	guard, err := monitor.Attach(ctx, target, g.profile, monitor.Options{Seccomp: h.agent, SysctlHelper: self, RunHelper: runReaped})
 	if err != nil {
 		if g.profile.Required {
 			return fmt.Errorf("profile %q requires the guard, which could not attach: %w (run `vordr doctor` to see what this node supports, or choose profile dev to run unguarded)", g.profile.Name, err)

@@ -12,7 +12,9 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -74,6 +76,36 @@ func main() {
 		check(err)
 		f.Close()
 		ok("OPENED")
+	case "noop":
+		ok("NOOP")
+	case "storm":
+		// Benchmarks: fork+exec of a program n times; prints milliseconds.
+		n, err := strconv.Atoi(arg(2))
+		check(err)
+		start := time.Now()
+		for i := 0; i < n; i++ {
+			check(exec.Command(arg(3), os.Args[4:]...).Run())
+		}
+		fmt.Printf("STORM %.3f\n", float64(time.Since(start).Microseconds())/1000)
+	case "firstexec":
+		// The first and the second exec of the same file, in microseconds.
+		var d [2]time.Duration
+		for i := range d {
+			start := time.Now()
+			_ = exec.Command(arg(2), "noop").Run()
+			d[i] = time.Since(start)
+		}
+		fmt.Printf("FIRSTEXEC %d %d\n", d[0].Microseconds(), d[1].Microseconds())
+	case "openstorm":
+		n, err := strconv.Atoi(arg(2))
+		check(err)
+		start := time.Now()
+		for i := 0; i < n; i++ {
+			f, err := os.Open(arg(3))
+			check(err)
+			f.Close()
+		}
+		fmt.Printf("OPENSTORM %.3f\n", float64(time.Since(start).Microseconds())/1000)
 	default:
 		fail(fmt.Errorf("unknown subcommand %q", os.Args[1]))
 	}
