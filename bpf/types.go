@@ -40,6 +40,9 @@ const (
 	EvfDrift  uint32 = 1 << 2
 	EvfSetID  uint32 = 1 << 3
 	EvfTrunc  uint32 = 1 << 4
+	// EvfFileless: the executed file had no link left (memfd, O_TMPFILE,
+	// deleted after open).
+	EvfFileless uint32 = 1 << 5
 )
 
 // Container flags (enum vordr_container_flag).
@@ -48,6 +51,8 @@ const (
 	CfKillDrift   uint32 = 1 << 1
 	CfSyscount    uint32 = 1 << 2
 	CfDenyBind    uint32 = 1 << 3
+	// CfKillFileless: SIGKILL an exec of a file with no link left.
+	CfKillFileless uint32 = 1 << 4
 )
 
 // Names of the pinned objects, shared by every vordr process on a node.

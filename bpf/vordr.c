@@ -46,6 +46,7 @@ enum vordr_event_flag {
 	VORDR_EVF_DRIFT = 1 << 2,   // executed file changed after the guard attached
 	VORDR_EVF_SETID = 1 << 3,   // euid != uid or egid != gid after exec
 	VORDR_EVF_TRUNC = 1 << 4,   // arguments were truncated
+	VORDR_EVF_FILELESS = 1 << 5, // executed file has no name left (memfd, O_TMPFILE, deleted)
 };
 
 // Per-container policy flags, set by the guard at attach time.
@@ -54,6 +55,7 @@ enum vordr_container_flag {
 	VORDR_CF_KILL_DRIFT = 1 << 1,   // SIGKILL exec of drifted files (fallback)
 	VORDR_CF_SYSCOUNT = 1 << 2,     // count syscalls (opt-in)
 	VORDR_CF_DENY_BIND = 1 << 3,    // deny bind() (not used by built-ins)
+	VORDR_CF_KILL_FILELESS = 1 << 4, // SIGKILL exec of files with no name (memfd, O_TMPFILE)
 };
 
 // Value of the containers map: policy written once at attach, counters updated
@@ -260,6 +262,17 @@ int BPF_PROG(vordr_exec, struct task_struct *p, pid_t old_pid, struct linux_binp
 	struct inode *ino = BPF_CORE_READ(bprm, file, f_inode);
 	__u64 ctime = inode_ctime_ns(ino);
 	__u32 flags = 0;
+	// A file with no link left was never part of any image: a memfd, an
+	// O_TMPFILE, or a file deleted after it was opened. Independent of
+	// fanotify, which never sees these (their filesystems carry no marks).
+	if (BPF_CORE_READ(ino, i_nlink) == 0) {
+		flags |= VORDR_EVF_FILELESS;
+		if (c->flags & VORDR_CF_KILL_FILELESS) {
+			bpf_send_signal(SIGKILL);
+			flags |= VORDR_EVF_KILLED;
+			__sync_fetch_and_add(&c->killed, 1);
+		}
+	}
 	if (c->drift_after_ns && ctime >= c->drift_after_ns) {
 		flags |= VORDR_EVF_DRIFT;
 		// Last resort when no exec permission hook guards this container:

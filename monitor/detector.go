@@ -72,6 +72,14 @@ func (d *detector) onEvent(e *Event) []Alert {
 	var out []Alert
 	switch e.Kind {
 	case KindExec:
+		if e.Fileless {
+			msg := "exec of a file with no name (memfd, O_TMPFILE or deleted): fileless execution"
+			if e.Verdict == Killed {
+				msg += "; process killed before it ran"
+			}
+			out = append(out, d.alert(now, "fileless:"+itoa(e.PID), RuleFilelessExec, SevCritical, msg,
+				map[string]string{"path": e.Path, "pid": itoa(e.PID), "verdict": string(e.Verdict), "mechanism": e.Mechanism, "args": fmt.Sprint(e.Args)})...)
+		}
 		if e.Drift {
 			switch {
 			case e.Verdict == Denied:

@@ -61,6 +61,10 @@ type Event struct {
 	// Drift: the executed file was created or changed after the guard
 	// attached, i.e. it is not part of the image.
 	Drift bool `json:"drift,omitempty"`
+	// Fileless: the executed file had no name left (memfd_create,
+	// O_TMPFILE, or deleted after it was opened): it was never part of any
+	// image.
+	Fileless bool `json:"fileless,omitempty"`
 	// SetID: after exec, effective uid/gid differ from the real ones
 	// (a set-uid/set-gid binary ran).
 	SetID bool `json:"setid,omitempty"`
@@ -161,6 +165,7 @@ const (
 	RuleForbiddenSyscall = "forbidden-syscall"
 	RuleEventLoss        = "event-loss"
 	RuleGuardDegraded    = "guard-degraded"
+	RuleFilelessExec     = "fileless-exec"
 )
 
 // Stats are a guard's counters. Seen/Dropped are counted in the kernel

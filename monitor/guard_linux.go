@@ -283,6 +283,10 @@ func Attach(ctx context.Context, t Target, p *Profile, o Options) (_ *Guard, err
 	if p.Anomaly.SyscallCounting {
 		flags |= vbpf.CfSyscount
 	}
+	if p.Exec.Fileless == ActionDeny {
+		// Independent of fanotify and of the sysctl: belt and braces.
+		flags |= vbpf.CfKillFileless
+	}
 	var driftAfter uint64
 	if p.Exec.Drift != ActionAudit || execDeny {
 		driftAfter = uint64(threshold)
@@ -310,8 +314,12 @@ func Attach(ctx context.Context, t Target, p *Profile, o Options) (_ *Guard, err
 				g.mech["exec.fileless"] = "deny: vm.memfd_noexec = 2 in the container's pid namespace (memfds are created non-executable; MFD_EXEC refused)"
 			}
 		}
-		if strings.HasPrefix(g.mech["exec.fileless"], "none") && p.Required {
-			return nil, fmt.Errorf("attach: profile %s denies fileless execution but could not (%s)", p.Name, g.mech["exec.fileless"])
+		if reason, ok := strings.CutPrefix(g.mech["exec.fileless"], "none: "); ok {
+			// The BPF exec hook still kills what runs from a file with
+			// no name left, before its first instruction.
+			g.mech["exec.fileless"] = "kill: bpf_send_signal(SIGKILL) from tp_btf/sched_process_exec for files with no link left (vm.memfd_noexec not set: " + reason + ")"
+		} else {
+			g.mech["exec.fileless"] += "; and SIGKILL from tp_btf/sched_process_exec for any exec of a file with no link left"
 		}
 	}
 
@@ -743,6 +751,7 @@ func (g *Guard) decode(r *vbpf.Event) Event {
 		}
 		e.Path = cstr(r.Filename[:])
 		e.Drift = r.Flags&vbpf.EvfDrift != 0
+		e.Fileless = r.Flags&vbpf.EvfFileless != 0
 		e.SetID = r.Flags&vbpf.EvfSetID != 0
 		e.CapEffective = r.CapEffective
 		e.FileCtime = time.Unix(0, int64(r.CtimeNs))

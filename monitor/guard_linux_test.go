@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -210,6 +211,37 @@ func TestExecBurstAlert(t *testing.T) {
 	if e.Alert.ContainerID != filepath.Base(cg.path) || e.Alert.Severity != SevMedium || e.Alert.Evidence["execs"] == "" {
 		t.Errorf("alert %+v", e.Alert)
 	}
+}
+
+// TestFilelessExecKilled: with exec.fileless = "deny" and no way to set
+// vm.memfd_noexec (this test's workload shares the host's pid namespace),
+// the BPF exec hook kills a program run from a memfd before it runs.
+func TestFilelessExecKilled(t *testing.T) {
+	requireRoot(t)
+	cg := newCgroup(t)
+	p := mustProfile(t, "name = \"fileless\"\n[exec]\nfileless = \"deny\"\n")
+	g, c := attach(t, cg, p, testOptions(t), 0)
+	if m := g.Mechanisms()["exec.fileless"]; !strings.HasPrefix(m, "kill:") {
+		t.Fatalf("mechanism %q, want the SIGKILL fallback", m)
+	}
+	cmd := cg.helper("memfd-exec")
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("memfd exec: %v, want killed", err)
+	}
+	e := c.waitFor(t, "fileless-exec alert", func(e Event) bool { return e.Alert != nil && e.Alert.Rule == RuleFilelessExec })
+	if e.Alert.Severity != SevCritical || e.Alert.Evidence["verdict"] != string(Killed) {
+		t.Errorf("alert %+v", e.Alert)
+	}
+	t.Run("control: audit lets it run and alerts", func(t *testing.T) {
+		cg := newCgroup(t)
+		_, c := attach(t, cg, mustProfile(t, "name = \"audit\"\n"), testOptions(t), 0)
+		if err := cg.helper("memfd-exec").Run(); err != nil {
+			t.Fatalf("memfd exec under audit: %v", err)
+		}
+		c.waitFor(t, "fileless-exec alert (audit)", func(e Event) bool { return e.Alert != nil && e.Alert.Rule == RuleFilelessExec })
+	})
 }
 
 func TestConnectFanoutAlert(t *testing.T) {

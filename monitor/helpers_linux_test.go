@@ -64,6 +64,22 @@ func helper(mode string, args []string) int {
 			}
 		}
 		return 0
+	case "memfd-exec":
+		// Fileless execution: a program copied into a memfd and run from it.
+		fd, err := unix.MemfdCreate("x", 0)
+		if err != nil {
+			fmt.Println(err)
+			return 1
+		}
+		src, err := os.ReadFile("/bin/true")
+		if err != nil {
+			fmt.Println(err)
+			return 1
+		}
+		unix.Write(fd, src)
+		err = unix.Exec("/proc/self/fd/"+strconv.Itoa(fd), []string{"true"}, nil)
+		fmt.Println(err)
+		return 1
 	case "getpid":
 		n, _ := strconv.Atoi(args[0])
 		for i := 0; i < n; i++ {
