@@ -216,12 +216,17 @@ func TestGuardDriftExec(t *testing.T) {
 	scratch := oci.WithMounts([]specs.Mount{{Destination: "/scratch", Type: "tmpfs", Source: "tmpfs", Options: []string{"rw", "size=16m", "mode=1777"}}})
 	script := "cp /bin/busybox /scratch/echo && /scratch/echo drift-ran; echo rc=$?"
 	t.Run("balanced alerts", func(t *testing.T) {
+		// The drifted program lives a second, so the shim can read what it
+		// runs (the digest is evidence read from the live process).
+		script := "cp /bin/busybox /scratch/sh && /scratch/sh -c 'echo drift-ran; sleep 1'; echo rc=$?"
 		_, out, id := runIn(t, profileRuntime("balanced"), []string{"sh", "-c", script}, scratch)
 		if !strings.Contains(out.stdout.String(), "drift-ran") {
 			t.Fatalf("balanced must allow the exec: %q %q", out.stdout.String(), out.stderr.String())
 		}
-		if !hasEvent(events(t, shared, id), alertRule(monitor.RuleExecDrift)) {
-			t.Errorf("no %s alert", monitor.RuleExecDrift)
+		if !hasEvent(events(t, shared, id), func(e monitor.Event) bool {
+			return alertRule(monitor.RuleExecDrift)(e) && strings.HasPrefix(e.Alert.Evidence["digest"], "sha256:")
+		}) {
+			t.Errorf("no %s alert with the file's digest", monitor.RuleExecDrift)
 		}
 	})
 	t.Run("strict denies", func(t *testing.T) {

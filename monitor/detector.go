@@ -94,8 +94,12 @@ func (d *detector) onEvent(e *Event) []Alert {
 					"exec of a file not in the image: process killed before it ran", map[string]string{"path": e.Path, "pid": itoa(e.PID), "mechanism": e.Mechanism})...)
 			case d.p.Exec.Drift != ActionAudit && e.Mechanism != "fanotify:FAN_OPEN_EXEC_PERM":
 				// The BPF event reports it; the fanotify twin would be a duplicate.
+				ev := map[string]string{"path": e.Path, "pid": itoa(e.PID), "args": fmt.Sprint(e.Args)}
+				if e.Digest != "" {
+					ev["digest"], ev["appraisal"] = e.Digest, e.Appraisal
+				}
 				out = append(out, d.alert(now, "drift:"+e.Path, RuleExecDrift, SevHigh,
-					"exec of a file not in the image (created or changed after start)", map[string]string{"path": e.Path, "pid": itoa(e.PID), "args": fmt.Sprint(e.Args)})...)
+					"exec of a file not in the image (created or changed after start)", ev)...)
 			}
 		}
 		if e.Mechanism == "fanotify:FAN_OPEN_EXEC_PERM" {

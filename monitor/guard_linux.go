@@ -5,8 +5,11 @@ package monitor
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -128,7 +131,10 @@ type Guard struct {
 	pollWG   sync.WaitGroup
 	polling  bool
 	mech     map[string]string
-	monoOff  int64 // wall ns - monotonic ns
+	// digests caches reported executables by (inode, ctime); used only
+	// by the ring reader.
+	digests map[[2]uint64]string
+	monoOff int64 // wall ns - monotonic ns
 	// inserted: this guard put the containers entry in; only then may it
 	// remove it (a refused second Attach must not remove the first's).
 	inserted bool
@@ -189,6 +195,7 @@ func Attach(ctx context.Context, t Target, p *Profile, o Options) (_ *Guard, err
 		det:      newDetector(t.ContainerID, p, time.Now()),
 		stopPoll: make(chan struct{}),
 		mech:     map[string]string{},
+		digests:  map[[2]uint64]string{},
 		events:   make(chan Event, o.Buffer),
 		closing:  make(chan struct{}),
 	}
@@ -579,6 +586,17 @@ func (g *Guard) send(e Event, block bool) {
 func (g *Guard) deliver(e Event, block bool) {
 	e.ContainerID = g.t.ContainerID
 	e.CgroupID = g.cgid
+	if e.Kind == KindExec && (e.Drift || e.Fileless) && e.Digest == "" && e.Verdict == Allowed && e.PID > 0 {
+		// An exec the profile lets run but reports (balanced): say what
+		// ran, by content, while the process is there to be read.
+		if d, err := g.exeDigest(e.PID, e.Path, e.Inode, e.FileCtime.UnixNano()); err == nil {
+			e.Digest = d
+			e.Appraisal = "not in the image: created or changed after the container started"
+			if e.Fileless {
+				e.Appraisal = "fileless: the file has no name"
+			}
+		}
+	}
 	g.detMu.Lock()
 	alerts := g.det.onEvent(&e)
 	g.detMu.Unlock()
@@ -589,6 +607,42 @@ func (g *Guard) deliver(e Event, block bool) {
 		// shorter than one poll interval just before the exit is seen.
 		g.evaluate(time.Now())
 	}
+}
+
+// exeDigest hashes the executable of a running process, if it is still the
+// file the event names (same inode). Bounded: reports never hash more than
+// 256 MiB.
+func (g *Guard) exeDigest(pid int, path string, ino uint64, ctime int64) (string, error) {
+	k := [2]uint64{ino, uint64(ctime)}
+	if d, ok := g.digests[k]; ok && ino != 0 {
+		return d, nil // a drift storm of one file hashes it once
+	}
+	f, err := os.Open(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil && g.t.InitPID > 0 && path != "" {
+		// The process is gone; the file may still be there.
+		f, err = os.Open(fmt.Sprintf("/proc/%d/root%s", g.t.InitPID, path))
+	}
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return "", err
+	}
+	if ino != 0 && st.Ino != ino {
+		return "", errors.New("the process runs another file now")
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.LimitReader(f, 256<<20)); err != nil {
+		return "", err
+	}
+	d := "sha256:" + hex.EncodeToString(h.Sum(nil))
+	if len(g.digests) > 1024 {
+		clear(g.digests)
+	}
+	g.digests[k] = d
+	return d, nil
 }
 
 // evaluate runs the detector's rate rules on the current counters.
