@@ -4,6 +4,7 @@ package integration
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -203,4 +204,44 @@ func TestTenConcurrentContainers(t *testing.T) {
 			t.Error(err)
 		}
 	})
+}
+
+// TestExecMinimalProcessSpec: an exec whose process spec has no
+// capabilities (valid OCI; containerd clients send it) runs under every
+// profile as under runc.v2; it used to crash the shim under balanced.
+func TestExecMinimalProcessSpec(t *testing.T) {
+	for _, rt := range append(slices.Clone(runtimes), profileRuntime("balanced"), profileRuntime("strict"), profileRuntime("dev")) {
+		t.Run(rt.name, func(t *testing.T) {
+			e := newEnv(t, shared, rt)
+			ctr := e.container(uniqueID(t), []string{"sleep", "300"})
+			task, err := ctr.NewTask(e.ctx, cio.NullIO)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := task.Start(e.ctx); err != nil {
+				t.Fatal(err)
+			}
+			p := &specs.Process{Args: []string{"sh", "-c", "echo minimal"}, Cwd: "/", Env: []string{"PATH=/bin:/usr/bin"}}
+			out := &output{}
+			proc, err := task.Exec(e.ctx, "minimal", p, e.ioCreator(out))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ch, _ := proc.Wait(e.ctx)
+			if err := proc.Start(e.ctx); err != nil {
+				t.Fatal(err)
+			}
+			st := <-ch
+			proc.IO().Wait()
+			if code, _, _ := st.Result(); code != 0 || out.stdout.String() != "minimal\n" {
+				t.Errorf("exit %d stdout %q stderr %q", code, out.stdout.String(), out.stderr.String())
+			}
+			proc.Delete(e.ctx)
+			// The shim (and with it the container) is still alive.
+			if s, err := task.Status(e.ctx); err != nil || s.Status != containerd.Running {
+				t.Errorf("after the exec: %v %v, want running", s.Status, err)
+			}
+			task.Delete(e.ctx, containerd.WithProcessKill)
+		})
+	}
 }
