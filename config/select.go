@@ -25,13 +25,14 @@ const (
 
 // Strength levels of the built-in profiles, weakest first. An operator
 // profile declares its level in [profiles.NAME].
-var levels = []string{"dev", "balanced", "strict"}
+var levels = []string{"dev", "balanced", "hardened", "strict"}
 
 // ProfileRef declares an operator profile file.
 type ProfileRef struct {
 	// Path of the profile TOML (docs/profiles.md).
 	Path string `toml:"path"`
-	// Level ranks it for tighten-only selection: dev, balanced or strict.
+	// Level ranks it for tighten-only selection: dev, balanced, hardened
+	// or strict.
 	Level string `toml:"level"`
 }
 

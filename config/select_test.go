@@ -55,7 +55,7 @@ func TestSelect(t *testing.T) {
 		{"inline TOML", `profile = "strict"`, map[string]string{AnnotationProfile: "name = \"x\"\nrequired = false\n"}, want{err: "is not a profile the operator made selectable"}},
 		{"host path", `profile = "strict"`, map[string]string{AnnotationProfile: "/etc/vordr/dev.toml"}, want{err: "is not a profile the operator made selectable"}},
 		{"fifo path", `profile = "strict"`, map[string]string{AnnotationProfile: "/tmp/fifo.toml"}, want{err: "never paths"}},
-		{"unknown name", "", map[string]string{AnnotationProfile: "nosuch"}, want{err: "allowed values: balanced, strict"}},
+		{"unknown name", "", map[string]string{AnnotationProfile: "nosuch"}, want{err: "allowed values: balanced, hardened, strict"}},
 		{"unknown name, strict default", `profile = "strict"`, map[string]string{AnnotationProfile: "nosuch"}, want{err: "allowed values: strict ("}},
 		{"operator allows loosening", "profile = \"strict\"\n[annotations]\nloosen = [\"dev\"]\n", map[string]string{AnnotationProfile: "dev"}, want{profile: "dev", from: "annotation"}},
 		{"operator narrows the list", "profile = \"balanced\"\n[annotations]\nprofiles = [\"balanced\"]\n", map[string]string{AnnotationProfile: "strict"}, want{err: "allowed values: balanced"}},

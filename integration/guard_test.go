@@ -492,7 +492,7 @@ func TestVordrEventsCLI(t *testing.T) {
 // TestGuardForbiddenSyscallReported: a syscall the profile denies fails with
 // EPERM inside and is reported through the shim's seccomp agent.
 func TestGuardForbiddenSyscallReported(t *testing.T) {
-	_, out, id := runIn(t, profileRuntime("balanced"), []string{"swapoff", "/nonexistent"})
+	_, out, id := runIn(t, profileRuntime("hardened"), []string{"swapoff", "/nonexistent"})
 	if !strings.Contains(out.stderr.String(), "not permitted") {
 		t.Errorf("swapoff stderr %q, want EPERM from seccomp", out.stderr.String())
 	}

@@ -245,3 +245,21 @@ func TestExecMinimalProcessSpec(t *testing.T) {
 		})
 	}
 }
+
+// TestDefaultProfileTransparent: the default profile gives the container
+// exactly what runc.v2 gives it: capabilities, no_new_privileges, seccomp
+// (here: none, as `ctr run` asks).
+func TestDefaultProfileTransparent(t *testing.T) {
+	status := []string{"sh", "-c", "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status"}
+	_, _, ref, err := attempt(t, runcV2, status)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, got, err := attempt(t, configRuntime("default", ""), status)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ref.stdout.String() == "" || got.stdout.String() != ref.stdout.String() {
+		t.Errorf("default profile:\n%s\nrunc.v2:\n%s", got.stdout.String(), ref.stdout.String())
+	}
+}

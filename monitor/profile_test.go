@@ -16,7 +16,7 @@ import (
 )
 
 func TestBuiltinProfilesParse(t *testing.T) {
-	if got := BuiltinProfiles(); !slices.Equal(got, []string{"balanced", "dev", "strict"}) {
+	if got := BuiltinProfiles(); !slices.Equal(got, []string{"balanced", "dev", "hardened", "strict"}) {
 		t.Fatalf("BuiltinProfiles() = %v", got)
 	}
 	for _, n := range BuiltinProfiles() {
@@ -105,23 +105,34 @@ func TestApplySpec(t *testing.T) {
 		t.Error("dev changed the spec")
 	}
 
+	// balanced is transparent: the spec runc.v2 would run.
 	s = newSpec()
-	bal, _ := LoadProfile("balanced")
+	balanced, _ := LoadProfile("balanced")
+	before, _ := json.Marshal(s)
+	if err := balanced.ApplySpec(s); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := json.Marshal(s); string(after) != string(before) {
+		t.Errorf("balanced changed the spec:\n%s\n%s", before, after)
+	}
+
+	s = newSpec()
+	bal, _ := LoadProfile("hardened")
 	bal.ApplySpec(s)
 	want := []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_SETGID", "CAP_SETUID", "CAP_NET_BIND_SERVICE"}
 	if !slices.Equal(s.Process.Capabilities.Bounding, want) || !slices.Equal(s.Process.Capabilities.Effective, want) {
-		t.Errorf("balanced caps %v", s.Process.Capabilities.Bounding)
+		t.Errorf("hardened caps %v", s.Process.Capabilities.Bounding)
 	}
 	if !s.Process.NoNewPrivileges || s.Root.Readonly {
-		t.Error("balanced: want no_new_privileges, rootfs as given")
+		t.Error("hardened: want no_new_privileges, rootfs as given")
 	}
 	sc := s.Linux.Seccomp
 	if sc == nil || sc.DefaultAction != specs.ActErrno || len(sc.Syscalls) < 2 {
-		t.Fatalf("balanced without a spec profile must start from containerd's default: %+v", sc)
+		t.Fatalf("hardened without a spec profile must start from containerd's default: %+v", sc)
 	}
 	ours := sc.Syscalls[len(sc.Syscalls)-1]
 	if ours.Action != specs.ActErrno || !slices.Contains(ours.Names, "init_module") || !slices.Contains(ours.Names, "bpf") || slices.Contains(ours.Names, "ptrace") {
-		t.Errorf("balanced deny rule %+v", ours)
+		t.Errorf("hardened deny rule %+v", ours)
 	}
 	for _, r := range sc.Syscalls[:len(sc.Syscalls)-1] {
 		if r.Action == specs.ActAllow && slices.Contains(r.Names, "clock_adjtime") {
