@@ -329,3 +329,25 @@ func TestTrustRuntimeOptionsAsDeployerInput(t *testing.T) {
 		t.Fatalf("deployer options within the node's choice: create %v exit %d", err, code)
 	}
 }
+
+// TestRuntimeConfigPathNotRegular: a FIFO or a device as the runtime config
+// path is refused at once (a FIFO used to hang Create forever).
+func TestRuntimeConfigPathNotRegular(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "runtime.toml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{fifo, "/dev/zero"} {
+		rt := runtimeCase{"vordr-config-" + filepath.Base(p), vordrRuntime, func(*daemon.Daemon) any {
+			return &runtimeoptions.Options{ConfigPath: p}
+		}}
+		start := time.Now()
+		_, _, _, err := attempt(t, rt, []string{"true"})
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("ConfigPath %s: %v, want a refusal naming it", p, err)
+		}
+		if d := time.Since(start); d > 20*time.Second {
+			t.Errorf("ConfigPath %s: refusal took %s", p, d)
+		}
+	}
+}
