@@ -128,6 +128,7 @@ type Guard struct {
 	// stops, and the detector judges the final counters, before the map
 	// entry is removed, so teardown never reads vanished counters.
 	stopPoll chan struct{}
+	activity chan struct{}
 	pollWG   sync.WaitGroup
 	polling  bool
 	mech     map[string]string
@@ -194,6 +195,7 @@ func Attach(ctx context.Context, t Target, p *Profile, o Options) (_ *Guard, err
 		t: t, p: p, o: o, cgid: t.CgroupID,
 		det:      newDetector(t.ContainerID, p, time.Now()),
 		stopPoll: make(chan struct{}),
+		activity: make(chan struct{}, 1),
 		mech:     map[string]string{},
 		digests:  map[[2]uint64]string{},
 		events:   make(chan Event, o.Buffer),
@@ -586,6 +588,10 @@ func (g *Guard) send(e Event, block bool) {
 func (g *Guard) deliver(e Event, block bool) {
 	e.ContainerID = g.t.ContainerID
 	e.CgroupID = g.cgid
+	select {
+	case g.activity <- struct{}{}: // wake an idle poller
+	default:
+	}
 	if e.Kind == KindExec && (e.Drift || e.Fileless) && e.Digest == "" && e.Verdict == Allowed && e.PID > 0 {
 		// An exec the profile lets run but reports (balanced): say what
 		// ran, by content, while the process is there to be read.
@@ -696,15 +702,42 @@ func (g *Guard) readRing() {
 	}
 }
 
+// idleAfter and idleInterval make the counter poller sleep while the
+// container is quiet: after idleAfter polls without any change it polls
+// every idleInterval, and the first ring event brings it back. A quiet
+// container's shim then wakes a few times a minute, not four times a
+// second.
+const (
+	idleAfter    = 8
+	idleInterval = 5 * time.Second
+)
+
 func (g *Guard) poll() {
 	defer g.pollWG.Done()
 	t := time.NewTicker(g.o.PollInterval)
 	defer t.Stop()
+	var last counters
+	quiet := 0
 	for {
 		select {
 		case <-g.stopPoll:
 			return
+		case <-g.activity:
+			if quiet >= idleAfter {
+				t.Reset(g.o.PollInterval)
+			}
+			quiet = 0
 		case now := <-t.C:
+			c, ok := g.liveCounters()
+			if ok && c.counters == last {
+				if quiet++; quiet == idleAfter {
+					t.Reset(idleInterval)
+				}
+			} else if quiet >= idleAfter {
+				t.Reset(g.o.PollInterval)
+				quiet = 0
+			}
+			last = c.counters
 			g.evaluate(now)
 		}
 	}

@@ -37,6 +37,9 @@ type SeccompAgent struct {
 	fds   map[int]string // notification descriptor → container id
 	wg    sync.WaitGroup
 	done  chan struct{}
+	// stopR/stopW: a pipe whose write end Close closes, waking every
+	// serve loop.
+	stopR, stopW int
 
 	unrouted atomic.Uint64
 }
@@ -58,6 +61,15 @@ func StartSeccompAgent(path string) (*SeccompAgent, error) {
 		os.Chmod(path, 0o600)
 	}
 	a := &SeccompAgent{path: path, ln: ln, sinks: map[string]func(Event){}, fds: map[int]string{}, done: make(chan struct{})}
+	// Close closes the pipe's write end: every serve loop, blocked in poll
+	// with no timeout, sees its read end hang up and returns. No timer
+	// wakes an idle shim.
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("seccomp agent: %w", err)
+	}
+	a.stopR, a.stopW = p[0], p[1]
 	a.wg.Add(1)
 	go a.accept()
 	return a, nil
@@ -75,10 +87,12 @@ func (a *SeccompAgent) Close() error {
 	}
 	close(a.done)
 	err := a.ln.Close()
-	// Each serve loop sees done within one poll interval and closes its
-	// own descriptor (closing it here could race with a poll on a reused
+	// Each serve loop wakes on the pipe's hang-up and closes its own
+	// descriptor (closing it here could race with a poll on a reused
 	// descriptor number).
+	unix.Close(a.stopW)
 	a.wg.Wait()
+	unix.Close(a.stopR)
 	if a.path[0] != '@' {
 		os.Remove(a.path)
 	}
@@ -210,13 +224,13 @@ func (a *SeccompAgent) serve(id string, fd int) {
 			return
 		default:
 		}
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		n, err := unix.Poll(pfd, 200)
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}, {Fd: int32(a.stopR), Events: unix.POLLIN}}
+		n, err := unix.Poll(pfd, -1)
 		if err != nil && err != unix.EINTR {
 			return
 		}
-		if n == 0 {
-			continue
+		if n == 0 || pfd[1].Revents != 0 {
+			continue // interrupted, or Close: done is closed, checked above
 		}
 		if pfd[0].Revents&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0 && pfd[0].Revents&unix.POLLIN == 0 {
 			return // every process of the filter is gone

@@ -177,24 +177,20 @@ func (h *hook) pump(c *task.Container, g *guarded) {
 	// The publisher needs the namespace; the Create request's context is gone.
 	ctx := namespaces.WithNamespace(context.Background(), c.Namespace)
 	ctx = log.WithLogger(ctx, log.G(ctx).WithField("id", c.ID))
-	flush := time.NewTicker(200 * time.Millisecond)
-	defer flush.Stop()
 	events := g.guard.Events()
-	for {
-		select {
-		case e, ok := <-events:
-			if !ok {
-				return
-			}
-			if err := g.log.Write(e); err != nil {
-				log.G(ctx).WithError(err).Warn("vordr: write event log")
-			}
-			if e.Kind == monitor.KindAlert && e.Alert != nil {
-				// Alerts are rare: make them visible on disk at once.
-				_ = g.log.Flush()
-				h.publishAlert(ctx, c, e.Alert, g.webhook)
-			}
-		case <-flush.C:
+	for e := range events {
+		if err := g.log.Write(e); err != nil {
+			log.G(ctx).WithError(err).Warn("vordr: write event log")
+		}
+		if e.Kind == monitor.KindAlert && e.Alert != nil {
+			// Alerts are rare: make them visible on disk at once.
+			_ = g.log.Flush()
+			h.publishAlert(ctx, c, e.Alert, g.webhook)
+			continue
+		}
+		if len(events) == 0 {
+			// A burst is written in one go; a quiet container's log is
+			// complete on disk, and no timer wakes the shim.
 			_ = g.log.Flush()
 		}
 	}

@@ -1,0 +1,146 @@
+//go:build linux
+
+// Command idle measures what an idle container's shim costs the node, for
+// io.containerd.runc.v2 and io.containerd.vordr.v1 (balanced and strict) in
+// the same run: context switches (wake-ups) per second and CPU time per
+// second of the shim process while the container sleeps.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/containerd/containerd/api/types/runc/options"
+	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/containerd/v2/pkg/oci"
+
+	"github.com/vordr-project/vordr/internal/daemon"
+	"github.com/vordr-project/vordr/internal/testimage"
+)
+
+const ref = "docker.io/vordr/bench-idle:1"
+
+func main() {
+	window := flag.Duration("window", 10*time.Second, "measurement window per runtime")
+	shimDir := flag.String("shim-dir", "bin", "directory holding containerd-shim-vordr-v1")
+	flag.Parse()
+	if err := run(*window, *shimDir); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(window time.Duration, shimDir string) error {
+	shimDir, _ = filepath.Abs(shimDir)
+	ctx := context.Background()
+	d, err := daemon.Start(ctx, daemon.Options{BinDirs: []string{shimDir}, LogLevel: "warn"})
+	if err != nil {
+		return err
+	}
+	defer d.Stop()
+	c, err := d.Client()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx = d.Context(ctx)
+	img, err := testimage.Busybox(testimage.Options{Name: ref})
+	if err != nil {
+		return err
+	}
+	archive := filepath.Join(d.Dir, "img.tar")
+	if err := img.WriteArchiveFile(archive); err != nil {
+		return err
+	}
+	f, err := os.Open(archive)
+	if err != nil {
+		return err
+	}
+	imgs, err := c.Import(ctx, f)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	image := containerd.NewImage(c, imgs[0])
+	if err := image.Unpack(ctx, "overlayfs"); err != nil {
+		return err
+	}
+	variants := []struct {
+		name, runtime string
+		opts          any
+	}{
+		{"runc.v2", "io.containerd.runc.v2", &options.Options{Root: d.RuncRoot}},
+		{"vordr balanced", "io.containerd.vordr.v1", &runtimeoptions.Options{ConfigBody: []byte(d.VordrTOML(`profile = "balanced"`))}},
+		{"vordr strict", "io.containerd.vordr.v1", &runtimeoptions.Options{ConfigBody: []byte(d.VordrTOML(`profile = "strict"`))}},
+	}
+	fmt.Printf("idle container (sleep), shim cost over %s\n%-16s %14s %14s\n", window, "runtime", "wakeups/s", "CPU ms/s")
+	for i, v := range variants {
+		id := fmt.Sprintf("idle-%d", i)
+		ctr, err := c.NewContainer(ctx, id, containerd.WithImage(image), containerd.WithNewSnapshot(id, image),
+			containerd.WithNewSpec(oci.WithImageConfig(image), oci.WithProcessArgs("sleep", "3600")), containerd.WithRuntime(v.runtime, v.opts))
+		if err != nil {
+			return err
+		}
+		t, err := ctr.NewTask(ctx, cio.NullIO)
+		if err != nil {
+			return err
+		}
+		if err := t.Start(ctx); err != nil {
+			return err
+		}
+		shim := parent(int(t.Pid()))
+		time.Sleep(3 * time.Second) // settle: attach, first polls, FreeOSMemory
+		s0, c0 := switches(shim), cpu(shim)
+		time.Sleep(window)
+		s1, c1 := switches(shim), cpu(shim)
+		sec := window.Seconds()
+		fmt.Printf("%-16s %14.1f %14.2f\n", v.name, float64(s1-s0)/sec, float64(c1-c0)*10/sec)
+		t.Delete(ctx, containerd.WithProcessKill)
+		ctr.Delete(ctx, containerd.WithSnapshotCleanup)
+	}
+	return nil
+}
+
+func parent(pid int) int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	p, _ := strconv.Atoi(f[1])
+	return p
+}
+
+// switches sums the context switches of every thread of pid.
+func switches(pid int) int64 {
+	var n int64
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, t := range tasks {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "voluntary_ctxt_switches:"); ok {
+				x, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				n += x
+			}
+			if v, ok := strings.CutPrefix(l, "nonvoluntary_ctxt_switches:"); ok {
+				x, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				n += x
+			}
+		}
+	}
+	return n
+}
+
+// cpu is utime+stime of pid in clock ticks (10 ms).
+func cpu(pid int) int64 {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + s
+}
