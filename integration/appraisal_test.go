@@ -7,6 +7,7 @@ package integration
 // image run, whatever the path to exec.
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,6 +33,27 @@ func strictGateRuntime(t *testing.T) runtimeCase {
 	}}
 }
 
+// strictGateToolsRuntime is strictGateRuntime with /tools exempt from
+// strict's noexec (the operator's spec.exec_mounts): appraisal is then the
+// only line a binary on that volume meets.
+func strictGateToolsRuntime(t *testing.T) runtimeCase {
+	p := monitor.MustBuiltin("strict")
+	p.Name = "strict-tools"
+	p.Spec.ExecMounts = []string{"/tools"}
+	b, err := p.TOML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "strict-tools.toml")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	body := "profile = \"strict-tools\"\n" + gateConfig(t, shared, "strict") + fmt.Sprintf("[profiles.strict-tools]\npath = %q\nlevel = \"strict\"\n", path)
+	return runtimeCase{"vordr-strict-gate-tools", vordrRuntime, func(*daemon.Daemon) any {
+		return &runtimeoptions.Options{ConfigBody: []byte(body)}
+	}}
+}
+
 // toolsDir is a host directory holding a binary that is not in the signed
 // image, bind-mounted read-only (so noexec does not apply) at /tools.
 func toolsDir(t *testing.T) oci.SpecOpts {
@@ -50,7 +72,7 @@ func toolsDir(t *testing.T) oci.SpecOpts {
 // TestAppraisalBindMountedBinary: a binary older than the container, on a
 // read-only volume: the ctime drift rule cannot see it, appraisal denies it.
 func TestAppraisalBindMountedBinary(t *testing.T) {
-	e := newEnv(t, shared, strictGateRuntime(t))
+	e := newEnv(t, shared, strictGateToolsRuntime(t))
 	ref := "docker.io/vordr/appraisal-bind:1"
 	importSigned(t, e, ref, "appraisal")
 	tools := toolsDir(t)
@@ -59,17 +81,28 @@ func TestAppraisalBindMountedBinary(t *testing.T) {
 	run := func(rt runtimeCase) (string, string) {
 		env := newEnv(t, shared, rt)
 		ctr := env.imageContainer(ref, uniqueID(t), args, tools)
-		code, out := env.runTask(ctr)
-		_ = code
+		out := &output{}
+		task, err := ctr.NewTask(env.ctx, env.ioCreator(out))
+		if err != nil {
+			return ctr.ID(), "create: " + err.Error() // e.g. runc's own exec check on a noexec volume
+		}
+		env.complete(task)
 		return ctr.ID(), out.stdout.String() + out.stderr.String()
 	}
 	if _, out := run(runcV2); !strings.Contains(out, "OPENED") {
 		t.Fatalf("control: runc.v2 runs the volume's binary: %q", out)
 	}
 	// strict without a verified image falls back to the drift rule, which
-	// an old file on a volume walks past.
-	if _, out := run(profileRuntime("strict")); !strings.Contains(out, "OPENED") {
+	// an old file on an exec-able volume walks past.
+	p := monitor.MustBuiltin("strict")
+	p.Name = "strict-tools"
+	p.Spec.ExecMounts = []string{"/tools"}
+	if _, out := run(profileFileRuntime(t, p)); !strings.Contains(out, "OPENED") {
 		t.Fatalf("control: strict without appraisal runs an old binary from a volume (the gap appraisal closes): %q", out)
+	}
+	// strict itself: the volume is noexec, the exec fails before any hook.
+	if _, out := run(strictGateRuntime(t)); strings.Contains(out, "OPENED") {
+		t.Fatalf("strict ran a binary from a read-only volume: %q", out)
 	}
 	id, out := run(e.rt)
 	if strings.Contains(out, "OPENED") {
@@ -111,8 +144,9 @@ func TestFilelessExec(t *testing.T) {
 	}
 
 	// execveat(AT_EMPTY_PATH) from a program of the signed image of a file
-	// that is not in it: the attack workload is part of this image.
-	e := newEnv(t, shared, strictGateRuntime(t))
+	// that is not in it: the attack workload is part of this image. /tools
+	// is exec-able by the operator's choice, so appraisal is the line.
+	e := newEnv(t, shared, strictGateToolsRuntime(t))
 	ref := "docker.io/vordr/appraisal-execveat:1"
 	attack, err := os.ReadFile(attackBin)
 	if err != nil {

@@ -125,6 +125,9 @@ type SpecRules struct {
 	// AllowBind lists host paths a hardened container may bind-mount even
 	// though they are host-critical or sockets.
 	AllowBind []string `toml:"allow_bind"`
+	// ExecMounts lists mount destinations a hardened container may execute
+	// from (every other mount but the rootfs is noexec).
+	ExecMounts []string `toml:"exec_mounts"`
 }
 
 // AnomalyConfig holds the anomaly detector's thresholds. Zero disables a rule.

@@ -55,7 +55,7 @@ func (p *Profile) ApplySpec(s *specs.Spec, opts ...SpecOption) error {
 		if s.Linux == nil {
 			s.Linux = &specs.Linux{}
 		}
-		if err := p.harden(s); err != nil {
+		if err := p.harden(s, cfg.protected); err != nil {
 			return err
 		}
 	}
@@ -153,20 +153,34 @@ func (p *Profile) ApplyProcess(proc *specs.Process) {
 	}
 }
 
-// hostCritical are host paths a hardened container may not bind-mount, nor
-// any directory containing one: each is a known way out (the host's /proc
-// and /sys, devices, the container runtimes' state and sockets, the
-// kubelet's credentials, system binaries and configuration).
-var hostCritical = []string{
-	"/proc", "/sys", "/dev", "/boot", "/etc", "/root", "/home", "/usr", "/bin", "/sbin", "/lib", "/lib64",
-	"/run", "/var/run", "/run/containerd", "/var/lib/containerd", "/var/lib/kubelet", "/var/lib/docker",
-	"/run/vordr", "/sys/fs/bpf", "/var/log",
+// hostCriticalTrees are host trees a hardened container may not bind-mount,
+// nor anything inside them, nor any directory containing one: each is a known
+// way out (the host's /proc and /sys, devices, system binaries and
+// configuration, the runtimes' state and sockets, vordr's own state).
+var hostCriticalTrees = []string{
+	"/proc", "/sys", "/dev", "/boot", "/etc", "/root", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+	"/run/containerd", "/var/run/containerd", "/run/vordr", "/var/lib/vordr", "/var/cache/vordr", "/var/log/vordr",
+	"/var/lib/docker", "/run/docker.sock", "/var/run/docker.sock", "/run/systemd", "/var/log", "/lib/modules",
+}
+
+// hostCriticalRoots may not be bind-mounted themselves, nor any directory
+// containing them; paths inside them are allowed: the CRI plugin and the
+// kubelet bind-mount every Kubernetes volume (secrets, configmaps,
+// emptyDirs, hosts files) from below these.
+var hostCriticalRoots = []string{"/var/lib/containerd", "/var/lib/kubelet", "/run", "/var/run", "/var", "/home"}
+
+// mountTypes a hardened spec may have, and where the kernel filesystems may
+// be mounted: any other type (overlay with host directories, block devices,
+// binfmt_misc, nfs…) mounts host objects no check here can see into.
+var mountTypes = map[string][]string{
+	"bind": nil, "rbind": nil, "tmpfs": nil, "devpts": nil, "mqueue": nil, "shm": nil,
+	"proc": {"/proc"}, "sysfs": {"/sys"}, "cgroup": {"/sys/fs/cgroup"}, "cgroup2": {"/sys/fs/cgroup"},
 }
 
 // Namespaces a hardened container must have of its own.
 var privateNamespaces = []specs.LinuxNamespaceType{specs.PIDNamespace, specs.IPCNamespace, specs.NetworkNamespace, specs.UTSNamespace, specs.MountNamespace}
 
-func (p *Profile) harden(s *specs.Spec) error {
+func (p *Profile) harden(s *specs.Spec, protected []string) error {
 	l := s.Linux
 	// OCI hooks run on the host, as root, before the container's
 	// namespaces confine anything: no profile can shape them.
@@ -206,26 +220,67 @@ func (p *Profile) harden(s *specs.Spec) error {
 		l.Resources = &specs.LinuxResources{}
 	}
 	l.Resources.Devices = []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}
+	if len(l.NetDevices) > 0 {
+		// Moving a host interface into the container takes it from the host.
+		for name := range l.NetDevices {
+			return fmt.Errorf("spec field linux.netDevices[%q]: a host network interface moved into the container, which profile %s refuses: %w", name, p.Name, ErrSpecRefused)
+		}
+	}
 	for i := range s.Mounts {
 		m := &s.Mounts[i]
+		typ := m.Type
 		if isBind(m) {
-			if err := p.checkBind(i, m); err != nil {
+			typ = "bind"
+		}
+		where, known := mountTypes[typ]
+		if !known {
+			return fmt.Errorf("spec field mounts[%d] (type %q %s → %s): profile %s mounts only bind, tmpfs, devpts, mqueue, proc, sysfs and cgroup filesystems: %w", i, m.Type, m.Source, m.Destination, p.Name, ErrSpecRefused)
+		}
+		if where != nil && !slices.Contains(where, path.Clean(m.Destination)) {
+			// A second procfs or sysfs elsewhere escapes the masks and
+			// read-only paths, which apply to /proc and /sys only.
+			return fmt.Errorf("spec field mounts[%d] (%s at %s): profile %s mounts %s only at %s: %w", i, m.Type, m.Destination, p.Name, m.Type, strings.Join(where, ", "), ErrSpecRefused)
+		}
+		if typ == "bind" {
+			if err := p.checkBind(i, m, protected); err != nil {
 				return err
+			}
+		}
+		for _, o := range m.Options {
+			// Options are joined with commas for mount(2): one with a comma
+			// inside would smuggle flags past the checks below.
+			if strings.ContainsAny(o, ",\x00") {
+				return fmt.Errorf("spec field mounts[%d].options: %q holds a separator: %w", i, o, ErrSpecRefused)
 			}
 		}
 		switch m.Type {
 		case "sysfs", "cgroup", "cgroup2":
 			// --privileged makes them writable: host-global knobs.
 			m.Options = setRO(m.Options)
-		case "proc":
-			// /proc is masked and read-only where it matters (paths above);
-			// nothing in it is executed.
 		}
+		// Whether the mount ends up writable is decided by the last of
+		// "ro" / "rw" (runc applies them in order): normalise to one.
+		ro := false
+		for _, o := range m.Options {
+			switch o {
+			case "ro":
+				ro = true
+			case "rw":
+				ro = false
+			}
+		}
+		m.Options = slices.DeleteFunc(slices.Clone(m.Options), func(o string) bool { return o == "ro" || o == "rw" })
+		if ro {
+			m.Options = append(m.Options, "ro")
+		} else {
+			m.Options = append(m.Options, "rw")
+		}
+		// Nothing outside the image's rootfs may be executed or mapped
+		// executable — written at run time (tmpfs, volumes) or brought in
+		// read-only (a loader such as ld.so maps a program with mmap, which
+		// no exec hook sees) — unless the operator lists the destination.
 		m.Options = addOpts(m.Options, "nosuid")
-		if !slices.Contains(m.Options, "ro") {
-			// Nothing written at run time may be executed or mapped
-			// executable: closes `ld.so ./dropped` and memfd-less
-			// loader tricks on tmpfs and volumes.
+		if !slices.Contains(p.Spec.ExecMounts, path.Clean(m.Destination)) {
 			m.Options = addOpts(m.Options, "noexec")
 		}
 		if m.Destination != "/dev" && m.Destination != "/dev/pts" && m.Type != "devpts" {
@@ -244,18 +299,37 @@ func (p *Profile) harden(s *specs.Spec) error {
 	return nil
 }
 
-func (p *Profile) checkBind(i int, m *specs.Mount) error {
+func (p *Profile) checkBind(i int, m *specs.Mount, protected []string) error {
+	if !path.IsAbs(m.Source) {
+		return fmt.Errorf("spec field mounts[%d] (bind %q → %s): a relative bind source is resolved by runc against its own working directory: profile %s wants an absolute host path: %w", i, m.Source, m.Destination, p.Name, ErrSpecRefused)
+	}
 	src := path.Clean(m.Source)
-	if slices.Contains(p.Spec.AllowBind, src) {
+	// The check is about what the mount will show, so symlinks (and magic
+	// links such as /proc/self/root) are resolved first.
+	resolved, err := evalSymlinks(src)
+	if err != nil {
+		resolved = src // runc fails on a missing source anyway
+	}
+	if slices.Contains(p.Spec.AllowBind, src) || slices.Contains(p.Spec.AllowBind, resolved) {
 		return nil
 	}
-	for _, c := range hostCritical {
-		if src == c || strings.HasPrefix(c, src+"/") || src == "/" {
-			return fmt.Errorf("spec field mounts[%d] (bind %s → %s): the host path is or contains %s, which profile %s refuses to bind-mount (the operator may allow it by path in spec.allow_bind): %w", i, m.Source, m.Destination, c, p.Name, ErrSpecRefused)
+	for _, s := range []string{src, resolved} {
+		for _, c := range append(slices.Clone(hostCriticalTrees), protected...) {
+			if s == "/" || s == c || strings.HasPrefix(c, s+"/") || strings.HasPrefix(s, c+"/") {
+				return fmt.Errorf("spec field mounts[%d] (bind %s → %s): the host path is, holds or lies in %s, which profile %s refuses to bind-mount (the operator may allow it by path in spec.allow_bind): %w", i, m.Source, m.Destination, c, p.Name, ErrSpecRefused)
+			}
+		}
+		for _, c := range hostCriticalRoots {
+			if s == c || strings.HasPrefix(c, s+"/") {
+				return fmt.Errorf("spec field mounts[%d] (bind %s → %s): the host path is or contains %s, which profile %s refuses to bind-mount (the operator may allow it by path in spec.allow_bind): %w", i, m.Source, m.Destination, c, p.Name, ErrSpecRefused)
+			}
 		}
 	}
-	if isSocket(src) {
+	if isSocket(resolved) {
 		return fmt.Errorf("spec field mounts[%d] (bind %s → %s): a host unix socket gives the container a host service (the CVE-2020-15257 class), which profile %s refuses (the operator may allow it by path in spec.allow_bind): %w", i, m.Source, m.Destination, p.Name, ErrSpecRefused)
+	}
+	if isDevice(resolved) {
+		return fmt.Errorf("spec field mounts[%d] (bind %s → %s): a host device node, which profile %s refuses (the operator may allow it by path in spec.allow_bind): %w", i, m.Source, m.Destination, p.Name, ErrSpecRefused)
 	}
 	return nil
 }
@@ -318,7 +392,23 @@ var defaultSpec = sync.OnceValue(func() *oci.Spec {
 // SpecOption modifies ApplySpec.
 type SpecOption func(*specConfig)
 
-type specConfig struct{ listener string }
+type specConfig struct {
+	listener  string
+	protected []string
+}
+
+// WithProtectedPaths adds host trees a hardened container may not
+// bind-mount: the shim passes vordr's own state (the gate's cache, the event
+// logs), wherever the operator put it.
+func WithProtectedPaths(paths ...string) SpecOption {
+	return func(c *specConfig) {
+		for _, p := range paths {
+			if path.IsAbs(p) {
+				c.protected = append(c.protected, path.Clean(p))
+			}
+		}
+	}
+}
 
 func applySeccomp(l *specs.Linux, deny []string, listener string) {
 	if l.Seccomp == nil {

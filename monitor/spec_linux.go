@@ -2,7 +2,11 @@
 
 package monitor
 
-import "golang.org/x/sys/unix"
+import (
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
 
 // sameNamespace reports whether two namespace files are the same namespace.
 // An unreadable path counts as the host's: refusing is the safe answer.
@@ -18,3 +22,14 @@ func isSocket(p string) bool {
 	var st unix.Stat_t
 	return unix.Stat(p, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFSOCK
 }
+
+func isDevice(p string) bool {
+	var st unix.Stat_t
+	if unix.Stat(p, &st) != nil {
+		return false
+	}
+	t := st.Mode & unix.S_IFMT
+	return t == unix.S_IFCHR || t == unix.S_IFBLK
+}
+
+func evalSymlinks(p string) (string, error) { return filepath.EvalSymlinks(p) }

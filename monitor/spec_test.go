@@ -131,9 +131,25 @@ func TestHardenRefuses(t *testing.T) {
 			return nil
 		}, "hooks.createRuntime[0]"},
 		{"bind host root", bind("/"), "mounts["},
-		{"bind /etc", bind("/etc"), "contains /etc"},
-		{"bind /var", bind("/var"), "contains /var/"},
-		{"bind /run/containerd", bind("/run/containerd"), "contains /run/containerd"},
+		{"bind /etc", bind("/etc"), "lies in /etc"},
+		{"bind /var", bind("/var"), "/var"},
+		{"bind /run/containerd", bind("/run/containerd"), "/run/containerd"},
+		{"bind below a critical tree", bind("/etc/shadow"), "lies in /etc"},
+		{"bind of host procfs below", bind("/proc/sys"), "lies in /proc"},
+		{"bind through a magic link", bind("/proc/self/root"), "lies in /proc"},
+		{"bind through a symlink", bind(symlinkTo(t, "/etc")), "lies in /etc"},
+		{"bind of the gate cache", bind("/var/lib/vordr/gate"), "/var/lib/vordr"},
+		{"bind relative source", bind("etc"), "relative bind source"},
+		{"bind of a device", bind("/dev/null"), "lies in /dev"},
+		{"second procfs", oci.WithMounts([]specs.Mount{{Type: "proc", Source: "proc", Destination: "/proc2"}}), "mounts proc only at /proc"},
+		{"overlay of host dirs", oci.WithMounts([]specs.Mount{{Type: "overlay", Source: "overlay", Destination: "/x", Options: []string{"lowerdir=/etc"}}}), `type "overlay"`},
+		{"block device", oci.WithMounts([]specs.Mount{{Type: "ext4", Source: "/dev/vda", Destination: "/x"}}), `type "ext4"`},
+		{"binfmt_misc", oci.WithMounts([]specs.Mount{{Type: "binfmt_misc", Source: "binfmt_misc", Destination: "/x"}}), `type "binfmt_misc"`},
+		{"comma in an option", oci.WithMounts([]specs.Mount{{Type: "tmpfs", Source: "tmpfs", Destination: "/x", Options: []string{"size=1m,exec"}}}), "separator"},
+		{"host network interface", func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+			s.Linux.NetDevices = map[string]specs.LinuxNetDevice{"eth0": {Name: "eth1"}}
+			return nil
+		}, "linux.netDevices"},
 		{"bind a socket", bind(sock), "CVE-2020-15257"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -155,15 +171,26 @@ func TestHardenRefuses(t *testing.T) {
 	if err := p.ApplySpec(deployerSpec(t, oci.WithHostNamespace(specs.NetworkNamespace), bind(sock))); err != nil {
 		t.Errorf("operator allowance ignored: %v", err)
 	}
-	// An ordinary bind mount gets noexec, nosuid, nodev.
-	s := deployerSpec(t, bind(t.TempDir()))
-	if err := mustProfile(t, "strict").ApplySpec(s); err != nil {
-		t.Fatal(err)
+	// Ordinary volumes, read-only or writable (the last of ro/rw wins, as
+	// in runc), get noexec, nosuid, nodev; so do Kubernetes volume paths.
+	for _, opts := range [][]string{{"rbind", "rw"}, {"rbind", "ro"}, {"rbind", "ro", "rw"}} {
+		s := deployerSpec(t, oci.WithMounts([]specs.Mount{{Type: "bind", Source: t.TempDir(), Destination: "/v", Options: opts}}))
+		if err := mustProfile(t, "strict").ApplySpec(s); err != nil {
+			t.Fatal(err)
+		}
+		m := s.Mounts[len(s.Mounts)-1]
+		for _, o := range []string{"noexec", "nosuid", "nodev"} {
+			if !slices.Contains(m.Options, o) {
+				t.Errorf("volume %v: options %v lack %s", opts, m.Options, o)
+			}
+		}
+		if want := opts[len(opts)-1]; !slices.Contains(m.Options, want) || slices.Contains(m.Options, map[string]string{"ro": "rw", "rw": "ro"}[want]) {
+			t.Errorf("volume %v: options %v, want only %s", opts, m.Options, want)
+		}
 	}
-	m := s.Mounts[len(s.Mounts)-1]
-	for _, o := range []string{"noexec", "nosuid", "nodev"} {
-		if !slices.Contains(m.Options, o) {
-			t.Errorf("volume mount options %v lack %s", m.Options, o)
+	for _, src := range []string{"/var/lib/kubelet/pods/1/volumes/kubernetes.io~secret/s", "/var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes/1/hosts", "/run/user/1/x"} {
+		if err := mustProfile(t, "strict").ApplySpec(deployerSpec(t, bind(src))); err != nil {
+			t.Errorf("bind of %s (a CRI volume path) refused: %v", src, err)
 		}
 	}
 }
@@ -207,6 +234,14 @@ func allowedSyscalls(sc *specs.LinuxSeccomp) map[string]bool {
 		}
 	}
 	return out
+}
+
+func symlinkTo(t *testing.T, target string) string {
+	l := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(target, l); err != nil {
+		t.Fatal(err)
+	}
+	return l
 }
 
 func ctrdDefault(s *specs.Spec) *specs.LinuxSeccomp { return ctrdseccomp.DefaultProfile(s) }

@@ -138,8 +138,19 @@ func parse(m mount.Mount) (*Result, error) {
 	res := &Result{}
 	switch m.Type {
 	case "overlay":
+		seen := map[string]bool{}
 		for _, o := range m.Options {
+			// The options reach mount(2) joined by commas: one with a comma
+			// (or an escape) inside would be two options to the kernel and
+			// one here — a smuggled lowerdir.
+			if strings.ContainsAny(o, ",\\\x00") {
+				return nil, fmt.Errorf("the rootfs overlay option %q holds a separator or escape: %w: %w", o, ErrNotVerifiedContent, errdefs.ErrInvalidArgument)
+			}
 			k, v, _ := strings.Cut(o, "=")
+			if seen[k] && (k == "lowerdir" || k == "upperdir" || k == "workdir") {
+				return nil, fmt.Errorf("the rootfs overlay names %s twice: %w: %w", k, ErrNotVerifiedContent, errdefs.ErrInvalidArgument)
+			}
+			seen[k] = true
 			switch k {
 			case "lowerdir":
 				res.Lowers = strings.Split(v, ":")

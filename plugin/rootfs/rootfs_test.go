@@ -74,6 +74,9 @@ func TestParseMounts(t *testing.T) {
 		{mount.Mount{Type: "overlay", Options: []string{"lowerdir=/a", "frobnicate"}}, 0, false, "does not know"},
 		{mount.Mount{Type: "overlay", Options: []string{"lowerdir=rel"}}, 0, false, "relative"},
 		{mount.Mount{Type: "ext4", Source: "/dev/sda"}, 0, false, `"ext4" mount`},
+		{mount.Mount{Type: "overlay", Options: []string{"lowerdir=/a", "index=off,lowerdir=/forged"}}, 0, false, "separator"},
+		{mount.Mount{Type: "overlay", Options: []string{"lowerdir=/a", "lowerdir=/forged"}}, 0, false, "twice"},
+		{mount.Mount{Type: "overlay", Options: []string{`lowerdir=/a\:/b`}}, 0, false, "separator"},
 	} {
 		r, err := parse(tc.m)
 		if tc.want != "" {

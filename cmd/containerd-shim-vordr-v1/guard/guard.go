@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -83,6 +84,11 @@ func (h *hook) PreCreate(ctx context.Context, c *task.Container) error {
 	var opts []monitor.SpecOption
 	if h.agent != nil {
 		opts = append(opts, monitor.WithSeccompAgent(h.agent))
+	}
+	if cfg := c.Config; cfg != nil {
+		// vordr's own state: a container that could write the gate's cache
+		// could vouch for forged content.
+		opts = append(opts, monitor.WithProtectedPaths(cfg.Gate.CacheDir, cfg.Events.Dir, filepath.Dir(cfg.Source)))
 	}
 	if err := p.ApplySpec(c.Spec, opts...); err != nil {
 		return fmt.Errorf("apply security profile %q: %w", p.Name, err)
