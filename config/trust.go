@@ -19,7 +19,8 @@ const (
 	TrustOperator = "operator"
 	// TrustDeployer: runtime options are deployer input, like annotations
 	// (a ctr or nerdctl user sends them with --runtime-config-path). They
-	// may set harmless [runc] keys and select, by name and only
+	// may set harmless [runc] keys (SystemdCgroup, NoNewKeyring, IoUid,
+	// IoGid) and select, by name and only
 	// tightening, a profile and default policy the node config offers;
 	// everything else is refused by name.
 	TrustDeployer = "deployer"
@@ -109,12 +110,26 @@ func (c *Config) restrict(req *Config) (*Config, error) {
 			return nil, refuse(k.name, fmt.Sprintf("= %q differs from the node's %q", k.got, k.want))
 		}
 	}
+	for _, k := range []struct {
+		name      string
+		got, want string
+	}{
+		// The shim's cgroup (a memory limit there would let an OOM kill
+		// the guard) and runc's state directory (another container's
+		// state) are the operator's too.
+		{"runc.ShimCgroup", r.ShimCgroup, n.ShimCgroup},
+		{"runc.Root", r.Root, n.Root},
+	} {
+		if k.got != "" && k.got != k.want {
+			return nil, refuse(k.name, fmt.Sprintf("= %q differs from the node's %q", k.got, k.want))
+		}
+	}
 	if r.NoPivotRoot && !n.NoPivotRoot {
 		// chroot instead of pivot_root can be escaped.
 		return nil, refuse("runc.NoPivotRoot", "would weaken the rootfs isolation")
 	}
 	out := *c
-	out.Runc = merge(n, Runc{Root: r.Root, SystemdCgroup: r.SystemdCgroup, NoNewKeyring: r.NoNewKeyring, ShimCgroup: r.ShimCgroup, IoUid: r.IoUid, IoGid: r.IoGid})
+	out.Runc = merge(n, Runc{SystemdCgroup: r.SystemdCgroup, NoNewKeyring: r.NoNewKeyring, IoUid: r.IoUid, IoGid: r.IoGid})
 	out.Source = req.Source + " (deployer input) within " + c.Source
 	if req.Profile != "" {
 		sel := &Selection{}

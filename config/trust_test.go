@@ -34,7 +34,7 @@ func TestDeployerRuntimeOptions(t *testing.T) {
 	pathOpt, _ := typeurl.MarshalAnyToProto(&runtimeoptions.Options{ConfigPath: devFile})
 	nodeOpt, _ := typeurl.MarshalAnyToProto(&runtimeoptions.Options{ConfigPath: node})
 	fakeRunc, _ := typeurl.MarshalAnyToProto(&options.Options{BinaryName: "/tmp/fake-runc"})
-	okRunc, _ := typeurl.MarshalAnyToProto(&options.Options{Root: "/mine", SystemdCgroup: true})
+	okRunc, _ := typeurl.MarshalAnyToProto(&options.Options{Root: "/node", SystemdCgroup: true})
 
 	for _, tc := range []struct {
 		name    string
@@ -46,7 +46,9 @@ func TestDeployerRuntimeOptions(t *testing.T) {
 		{"loosen by body", body(`profile = "dev"`), "weaker", "", ""},
 		{"loosen by file", pathOpt, "weaker", "", ""},
 		{"tighten by body", body(`profile = "strict"`), "", "strict", "/node"},
-		{"runc root", body("[runc]\nRoot = \"/mine\"\n"), "", "balanced", "/mine"},
+		{"runc root", body("[runc]\nRoot = \"/mine\"\n"), "runc.Root", "", ""},
+		{"runc root, the node's", body("[runc]\nRoot = \"/node\"\nSystemdCgroup = true\n"), "", "balanced", "/node"},
+		{"shim cgroup", body("[runc]\nShimCgroup = \"/evil\"\n"), "runc.ShimCgroup", "", ""},
 		{"own policies", body("[policies]\nx = \"/tmp/x.toml\"\n"), "[policies] may be set by the operator only", "", ""},
 		{"own profiles", body("[profiles.x]\npath = \"/tmp/x.toml\"\nlevel = \"strict\"\n"), "[profiles]", "", ""},
 		{"own events dir", body("[events]\ndir = \"/tmp\"\n"), "[events]", "", ""},
@@ -54,7 +56,7 @@ func TestDeployerRuntimeOptions(t *testing.T) {
 		{"loosen list", body("[annotations]\nloosen = [\"dev\"]\n"), "[annotations]", "", ""},
 		{"runc binary by body", body("[runc]\nBinaryName = \"/tmp/fake-runc\"\n"), "runc.BinaryName", "", ""},
 		{"runc binary by runc options", fakeRunc, "runc.BinaryName", "", ""},
-		{"runc options", okRunc, "", "balanced", "/mine"},
+		{"runc options", okRunc, "", "balanced", "/node"},
 		{"no pivot root", body("[runc]\nNoPivotRoot = true\n"), "NoPivotRoot", "", ""},
 		{"the node file itself", nodeOpt, "", "balanced", "/node"},
 	} {

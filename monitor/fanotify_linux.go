@@ -65,7 +65,10 @@ type fileGuardConfig struct {
 // even when some marks could not be placed; notes says what is in force.
 func newFileGuard(c fileGuardConfig) (*fileGuard, map[string]string, error) {
 	notes := map[string]string{}
-	fd, err := unix.FanotifyInit(unix.FAN_CLASS_CONTENT|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK, unix.O_RDONLY|unix.O_LARGEFILE|unix.O_CLOEXEC)
+	// FAN_UNLIMITED_QUEUE: a permission event that cannot be queued is
+	// allowed by the kernel, so a bounded queue is a bypass (block enough
+	// tasks, then exec).
+	fd, err := unix.FanotifyInit(unix.FAN_CLASS_CONTENT|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK|unix.FAN_UNLIMITED_QUEUE, unix.O_RDONLY|unix.O_LARGEFILE|unix.O_CLOEXEC)
 	if err != nil {
 		return nil, nil, fmt.Errorf("fanotify_init (needs CAP_SYS_ADMIN and CONFIG_FANOTIFY_ACCESS_PERMISSIONS): %w", err)
 	}

@@ -55,7 +55,7 @@ func (p *Profile) ApplySpec(s *specs.Spec, opts ...SpecOption) error {
 		if s.Linux == nil {
 			s.Linux = &specs.Linux{}
 		}
-		if err := p.harden(s, cfg.protected); err != nil {
+		if err := p.harden(s, cfg.protected, cfg.pinned); err != nil {
 			return err
 		}
 	}
@@ -100,6 +100,26 @@ func (p *Profile) ApplySpec(s *specs.Spec, opts ...SpecOption) error {
 			s.Linux.Seccomp = ctrdseccomp.DefaultProfile(withCaps(s))
 		}
 		applySeccomp(s.Linux, p.Seccomp.Deny, cfg.listener)
+	}
+	return nil
+}
+
+// ApplyUpdate shapes the resources of a task update (ctr task update, the
+// CRI's UpdateContainerResources) the way ApplySpec shaped them at create:
+// under a hardening profile the device cgroup cannot be opened and the pids
+// limit not raised past the profile's.
+func (p *Profile) ApplyUpdate(r *specs.LinuxResources) error {
+	if r == nil {
+		return nil
+	}
+	if p.Spec.Harden && len(r.Devices) > 0 {
+		return fmt.Errorf("update field linux.resources.devices: profile %s keeps the device cgroup closed: %w", p.Name, ErrSpecRefused)
+	}
+	if p.Spec.PidsLimit > 0 && r.Pids != nil {
+		if l := r.Pids.Limit; l == nil || *l <= 0 || *l > p.Spec.PidsLimit {
+			limit := p.Spec.PidsLimit
+			r.Pids.Limit = &limit
+		}
 	}
 	return nil
 }
@@ -180,7 +200,7 @@ var mountTypes = map[string][]string{
 // Namespaces a hardened container must have of its own.
 var privateNamespaces = []specs.LinuxNamespaceType{specs.PIDNamespace, specs.IPCNamespace, specs.NetworkNamespace, specs.UTSNamespace, specs.MountNamespace}
 
-func (p *Profile) harden(s *specs.Spec, protected []string) error {
+func (p *Profile) harden(s *specs.Spec, protected []string, pinned *[]PinnedSource) error {
 	l := s.Linux
 	// OCI hooks run on the host, as root, before the container's
 	// namespaces confine anything: no profile can shape them.
@@ -226,6 +246,21 @@ func (p *Profile) harden(s *specs.Spec, protected []string) error {
 			return fmt.Errorf("spec field linux.netDevices[%q]: a host network interface moved into the container, which profile %s refuses: %w", name, p.Name, ErrSpecRefused)
 		}
 	}
+	// No mount may appear in the container after the guard attached (it
+	// would carry neither fanotify marks nor noexec): nothing propagates
+	// from the host into the container's mounts, nor out of them.
+	l.RootfsPropagation = "rprivate"
+	for i := range s.Mounts {
+		m := &s.Mounts[i]
+		m.Options = slices.DeleteFunc(slices.Clone(m.Options), func(o string) bool {
+			switch o {
+			case "shared", "rshared", "slave", "rslave", "private", "rprivate", "unbindable", "runbindable":
+				return true
+			}
+			return false
+		})
+		m.Options = append(m.Options, "rprivate")
+	}
 	for i := range s.Mounts {
 		m := &s.Mounts[i]
 		typ := m.Type
@@ -244,6 +279,19 @@ func (p *Profile) harden(s *specs.Spec, protected []string) error {
 		if typ == "bind" {
 			if err := p.checkBind(i, m, protected); err != nil {
 				return err
+			}
+			if pinned != nil {
+				pin, err := pinSource(m.Source, m.Destination)
+				if err != nil {
+					return fmt.Errorf("spec field mounts[%d] (bind %s → %s): %v: %w", i, m.Source, m.Destination, err, ErrSpecRefused)
+				}
+				// The path may have changed since the check above: the
+				// inode pinned is checked by its own path, and that inode
+				// is what the mount must show (VerifyPinned).
+				if err := p.checkBind(i, &specs.Mount{Source: pin.Source, Destination: m.Destination}, protected); err != nil {
+					return err
+				}
+				*pinned = append(*pinned, pin)
 			}
 		}
 		for _, o := range m.Options {
@@ -395,6 +443,24 @@ type SpecOption func(*specConfig)
 type specConfig struct {
 	listener  string
 	protected []string
+	pinned    *[]PinnedSource
+}
+
+// PinnedSource is a bind source a hardening profile checked: the inode it
+// checked, to be compared with what runc actually mounted (VerifyPinned).
+type PinnedSource struct {
+	Destination string
+	Source      string
+	Dev, Ino    uint64
+}
+
+// WithPinnedSources makes a hardening profile record the inode of every bind
+// source it checked: a path can be swapped for a symlink between the check
+// and runc's mount (another container may own a directory on it), so the
+// caller checks with VerifyPinned, after runc create and before start, that
+// each mount shows the inode that was checked.
+func WithPinnedSources(pins *[]PinnedSource) SpecOption {
+	return func(c *specConfig) { c.pinned = pins }
 }
 
 // WithProtectedPaths adds host trees a hardened container may not

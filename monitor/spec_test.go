@@ -64,6 +64,14 @@ func TestHardenPrivileged(t *testing.T) {
 			t.Errorf("writable mount %s without noexec: %v", m.Destination, m.Options)
 		}
 	}
+	if s.Linux.RootfsPropagation != "rprivate" {
+		t.Errorf("rootfs propagation %q", s.Linux.RootfsPropagation)
+	}
+	for _, m := range s.Mounts {
+		if !slices.Contains(m.Options, "rprivate") || slices.Contains(m.Options, "rslave") || slices.Contains(m.Options, "rshared") {
+			t.Errorf("mount %s propagation %v", m.Destination, m.Options)
+		}
+	}
 	if c := s.Process.Capabilities; !slices.Equal(c.Bounding, []string{"CAP_NET_BIND_SERVICE"}) || len(c.Effective) > 1 {
 		t.Errorf("capabilities %+v", c)
 	}

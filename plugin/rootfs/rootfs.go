@@ -156,7 +156,18 @@ func parse(m mount.Mount) (*Result, error) {
 				res.Lowers = strings.Split(v, ":")
 			case "upperdir":
 				res.Upper = v
-			case "workdir", "index", "redirect_dir", "metacopy", "volatile", "userxattr", "ro", "rw", "xino":
+			case "workdir", "index", "volatile", "ro", "rw", "xino":
+			case "redirect_dir", "metacopy":
+				// Both let a lower layer's xattrs point at other content
+				// than the file's own bytes.
+				if v != "off" && v != "nofollow" {
+					return nil, fmt.Errorf("the rootfs overlay sets %s: %w: %w", o, ErrNotVerifiedContent, errdefs.ErrFailedPrecondition)
+				}
+			case "userxattr":
+				// Overlay would then obey user.overlay.* xattrs, which any
+				// layer tar can carry (opaque dirs, redirects) and which the
+				// content comparison does not model.
+				return nil, fmt.Errorf("the rootfs overlay sets userxattr (user.overlay.* xattrs in the layers would take effect): %w: %w", ErrNotVerifiedContent, errdefs.ErrFailedPrecondition)
 			case "uidmap", "gidmap":
 				return nil, fmt.Errorf("the rootfs overlay remaps owners (%s); the gate cannot compare remapped content: %w: %w", k, ErrNotVerifiedContent, errdefs.ErrFailedPrecondition)
 			default:
@@ -171,7 +182,16 @@ func parse(m mount.Mount) (*Result, error) {
 		// single layer as a bind mount of that layer; a writable bind
 		// (the native snapshotter, or a snapshot with no parent) is a
 		// whole directory nobody can vouch for cheaply.
-		if !slices.Contains(m.Options, "ro") {
+		ro := false
+		for _, o := range m.Options {
+			switch o {
+			case "ro":
+				ro = true
+			case "rw":
+				ro = false // the last of ro/rw is what mount(2) gets
+			}
+		}
+		if !ro {
 			return nil, fmt.Errorf("the rootfs is a writable bind mount of %s (snapshotter native, or a snapshot without a verified parent); the gate proves content only for overlay snapshots (overlayfs or the vordr snapshotter): %w: %w", m.Source, ErrNotVerifiedContent, errdefs.ErrFailedPrecondition)
 		}
 		res.Lowers = []string{m.Source}

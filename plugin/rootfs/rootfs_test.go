@@ -76,6 +76,10 @@ func TestParseMounts(t *testing.T) {
 		{mount.Mount{Type: "ext4", Source: "/dev/sda"}, 0, false, `"ext4" mount`},
 		{mount.Mount{Type: "overlay", Options: []string{"lowerdir=/a", "index=off,lowerdir=/forged"}}, 0, false, "separator"},
 		{mount.Mount{Type: "overlay", Options: []string{"lowerdir=/a", "lowerdir=/forged"}}, 0, false, "twice"},
+		{mount.Mount{Type: "overlay", Options: []string{"lowerdir=/a", "userxattr"}}, 0, false, "userxattr"},
+		{mount.Mount{Type: "overlay", Options: []string{"lowerdir=/a", "redirect_dir=on"}}, 0, false, "redirect_dir"},
+		{mount.Mount{Type: "overlay", Options: []string{"lowerdir=/a", "metacopy=on"}}, 0, false, "metacopy"},
+		{mount.Mount{Type: "bind", Source: "/l", Options: []string{"ro", "rbind", "rw"}}, 0, false, "writable bind"},
 		{mount.Mount{Type: "overlay", Options: []string{`lowerdir=/a\:/b`}}, 0, false, "separator"},
 	} {
 		r, err := parse(tc.m)

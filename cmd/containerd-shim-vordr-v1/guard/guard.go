@@ -68,6 +68,7 @@ type guarded struct {
 	log     *eventlog.Writer
 	webhook *webhook
 	pumped  chan struct{}
+	pinned  []monitor.PinnedSource // bind sources checked at PreCreate
 }
 
 func key(c *task.Container) string { return c.Namespace + "/" + c.ID }
@@ -90,11 +91,14 @@ func (h *hook) PreCreate(ctx context.Context, c *task.Container) error {
 		// could vouch for forged content.
 		opts = append(opts, monitor.WithProtectedPaths(cfg.Gate.CacheDir, cfg.Events.Dir, filepath.Dir(cfg.Source)))
 	}
+	// The bind sources' inodes, checked again once runc has mounted them.
+	var pinned []monitor.PinnedSource
+	opts = append(opts, monitor.WithPinnedSources(&pinned))
 	if err := p.ApplySpec(c.Spec, opts...); err != nil {
 		return fmt.Errorf("apply security profile %q: %w", p.Name, err)
 	}
 	h.mu.Lock()
-	h.state[key(c)] = &guarded{profile: p}
+	h.state[key(c)] = &guarded{profile: p, pinned: pinned}
 	h.mu.Unlock()
 	return nil
 }
@@ -124,6 +128,10 @@ func (h *hook) PostCreate(ctx context.Context, c *task.Container) error {
 	h.mu.Unlock()
 	if g == nil {
 		return errors.New("internal error: no profile recorded for the container at PreCreate")
+	}
+	// runc has mounted the bind sources: each must be the inode checked.
+	if err := monitor.VerifyPinned(c.Pid, g.pinned); err != nil {
+		return err
 	}
 	ev := c.Config.Events
 	w, err := eventlog.Create(ev.Dir, c.Namespace, c.ID, ev.MaxFileBytes, ev.MaxFiles)

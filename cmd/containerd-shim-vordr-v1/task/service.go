@@ -270,6 +270,29 @@ func (s *service) Exec(ctx context.Context, r *taskapi.ExecProcessRequest) (*emp
 	return s.TTRPCTaskService.Exec(ctx, r)
 }
 
+// Update applies the container's profile to the new resources: an update
+// must not undo what the profile decided at create (a pids limit, a closed
+// device cgroup).
+func (s *service) Update(ctx context.Context, r *taskapi.UpdateTaskRequest) (*emptypb.Empty, error) {
+	c := s.container(r.ID)
+	if c == nil || c.Selection == nil || c.Selection.Profile == nil || r.Resources == nil || len(r.Resources.GetValue()) == 0 {
+		return s.TTRPCTaskService.Update(ctx, r)
+	}
+	var res specs.LinuxResources
+	if err := json.Unmarshal(r.Resources.GetValue(), &res); err != nil {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("update %s: resources are not valid JSON: %v: %w", r.ID, err, errdefs.ErrInvalidArgument))
+	}
+	if err := c.Selection.Profile.ApplyUpdate(&res); err != nil {
+		return nil, errgrpc.ToGRPC(fmt.Errorf("vordr refused the update of container %s: %w: %w", r.ID, err, errdefs.ErrInvalidArgument))
+	}
+	data, err := json.Marshal(&res)
+	if err != nil {
+		return nil, errgrpc.ToGRPC(err)
+	}
+	r.Resources.Value = data
+	return s.TTRPCTaskService.Update(ctx, r)
+}
+
 // Delete runs Deleted once a container's init process is gone.
 func (s *service) Delete(ctx context.Context, r *taskapi.DeleteRequest) (*taskapi.DeleteResponse, error) {
 	resp, err := s.TTRPCTaskService.Delete(ctx, r)
