@@ -6,8 +6,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/vordr-project/vordr/monitor"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -156,5 +158,25 @@ func TestShimKilled(t *testing.T) {
 			}
 			return nil
 		})
+		if rt.runtime == vordrRuntime {
+			// The dead shim's guard entry (and its ring buffer) goes with
+			// `shim delete`, which runs while the killed shim is a zombie.
+			// `shim delete` removes it right after runc's cleanup (a few
+			// ms); before the liveness check knew zombies, it stayed until
+			// some later attach collected it (10-20 s here).
+			eventually(t, 3*time.Second, func() error {
+				if n := guardedContainers(t, shim); n != 0 {
+					return fmt.Errorf("%d guard entries of the killed shim %d left in the node's BPF maps", n, shim)
+				}
+				return nil
+			})
+			// …and the container's event log says the guard was lost,
+			// instead of just stopping.
+			if !hasEvent(events(t, shared, id), func(e monitor.Event) bool {
+				return alertRule(monitor.RuleGuardDegraded)(e) && strings.Contains(e.Alert.Message, "guard lost")
+			}) {
+				t.Error("no guard-lost record in the event log of the container whose shim was killed")
+			}
+		}
 	})
 }

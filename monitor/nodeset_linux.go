@@ -383,26 +383,41 @@ func gcOtherVersions(pinDir, current string) {
 // processStart returns a process's start time in clock ticks since boot
 // (field 22 of /proc/PID/stat): with the pid it names a process uniquely.
 func processStart(pid int) (uint64, error) {
+	s, _, _, err := processStartState(pid)
+	return s, err
+}
+
+// pfExiting is PF_EXITING in a task's flags: set at the very start of exit.
+const pfExiting = 0x4
+
+// processStartState also returns the process state (field 3: R, S, Z…)
+// and whether it is exiting (PF_EXITING in field 9).
+func processStartState(pid int) (start uint64, state byte, exiting bool, err error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0, err
+		return 0, 0, false, err
 	}
 	// comm may contain spaces and parentheses: split after the last ')'.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, errors.New("malformed stat")
+		return 0, 0, false, errors.New("malformed stat")
 	}
 	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 {
-		return 0, errors.New("malformed stat")
+	if len(f) < 20 || len(f[0]) == 0 {
+		return 0, 0, false, errors.New("malformed stat")
 	}
-	return strconv.ParseUint(f[19], 10, 64)
+	flags, _ := strconv.ParseUint(f[6], 10, 64)
+	start, err = strconv.ParseUint(f[19], 10, 64)
+	return start, f[0][0], flags&pfExiting != 0, err
 }
 
 func ownerAlive(pid int, start uint64) bool {
 	if pid <= 0 {
 		return false
 	}
-	s, err := processStart(pid)
-	return err == nil && s == start
+	s, state, exiting, err := processStartState(pid)
+	// An exiting task, a zombie or a dead task not yet reaped owns nothing
+	// any more: a SIGKILLed shim closes its sockets (containerd then runs
+	// `shim delete`) before it even becomes a zombie.
+	return err == nil && s == start && !exiting && state != 'Z' && state != 'X' && state != 'x'
 }

@@ -10,12 +10,14 @@ package guard
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -69,6 +71,34 @@ type guarded struct {
 	webhook *webhook
 	pumped  chan struct{}
 	pinned  []monitor.PinnedSource // bind sources checked at PreCreate
+}
+
+// LostMarker is the bundle file naming a guarded container's event log
+// while its guard runs.
+const LostMarker = "vordr-eventlog"
+
+// RecordLost appends to the event log named in bundle's LostMarker that the
+// guard ended without its shim: `shim delete` calls it after a dead shim.
+func RecordLost(bundle, id string) error {
+	b, err := os.ReadFile(filepath.Join(bundle, LostMarker))
+	if err != nil {
+		return nil // not guarded, or closed cleanly
+	}
+	f, err := os.OpenFile(strings.TrimSpace(string(b)), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	now := time.Now()
+	msg := "guard lost: the shim died before the container was deleted; nothing after this record was watched"
+	a := monitor.Alert{Rule: monitor.RuleGuardDegraded, Severity: monitor.SevHigh, ContainerID: id, Message: msg}
+	line, err := json.Marshal(monitor.Event{Time: now, Kind: monitor.KindAlert, ContainerID: id, Alert: &a})
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(append(line, '\n'))
+	os.Remove(filepath.Join(bundle, LostMarker))
+	return err
 }
 
 func key(c *task.Container) string { return c.Namespace + "/" + c.ID }
@@ -139,6 +169,9 @@ func (h *hook) PostCreate(ctx context.Context, c *task.Container) error {
 		return err
 	}
 	g.log = w
+	// Where this container's log is, for `shim delete` after a dead shim
+	// (it writes the "guard lost" record the dead shim could not).
+	_ = os.WriteFile(filepath.Join(c.Bundle, LostMarker), []byte(w.Path()), 0o600)
 	if ev.Webhook != "" {
 		g.webhook = newWebhook(ev.Webhook)
 	}
@@ -275,6 +308,7 @@ func (h *hook) Deleted(ctx context.Context, c *task.Container) {
 			"seen": fmt.Sprint(stats.Seen), "dropped": fmt.Sprint(stats.Dropped), "alerts": fmt.Sprint(stats.Alerts)})
 		log.G(ctx).WithFields(log.Fields{"id": c.ID, "seen": stats.Seen, "dropped": stats.Dropped, "lost": stats.Lost, "alerts": stats.Alerts}).Info("vordr: guard detached")
 	}
+	_ = os.Remove(filepath.Join(c.Bundle, LostMarker))
 	if g.log != nil {
 		if err := g.log.Close(); err != nil {
 			log.G(ctx).WithError(err).Warn("vordr: close event log")

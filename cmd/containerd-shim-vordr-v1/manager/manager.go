@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/vordr-project/vordr/cmd/containerd-shim-vordr-v1/guard"
 	"github.com/vordr-project/vordr/config"
 	"github.com/vordr-project/vordr/monitor"
 )
@@ -114,6 +115,11 @@ func (m *manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) 
 	bundle := filepath.Join(filepath.Dir(cwd), id)
 	if _, err := os.Stat(filepath.Join(bundle, "options.json")); errors.Is(err, os.ErrNotExist) {
 		return shim.StopStatus{ExitedAt: time.Now(), ExitStatus: 128 + int(unix.SIGKILL)}, nil
+	}
+	// The dead shim could not write its container's summary: say in the
+	// event log that the guard was lost, rather than let it just stop.
+	if err := guard.RecordLost(bundle, id); err != nil {
+		log.G(ctx).WithError(err).Warn("vordr: record the lost guard in the event log")
 	}
 	st, err := m.Shim.Stop(ctx, id)
 	// The dead shim could not close its guards: remove their node-wide
