@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/containerd/containerd/api/types/runc/options"
 	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
@@ -104,6 +105,25 @@ type Events struct {
 	MaxFiles int `toml:"max_files"`
 	// Webhook, if set, receives every alert as a JSON POST.
 	Webhook string `toml:"webhook"`
+	// Keep bounds the logs of deleted containers kept per namespace, newest
+	// first; 0 means 1000, a negative value keeps them all.
+	Keep int `toml:"keep"`
+	// MaxAge removes logs of deleted containers older than this (a Go
+	// duration, e.g. "168h"); empty means 7 days, "0" keeps them forever.
+	MaxAge string `toml:"max_age"`
+}
+
+// Retention returns the pruning limits of deleted containers' logs.
+func (e Events) Retention() (keep int, maxAge time.Duration) {
+	keep = e.Keep
+	if keep == 0 {
+		keep = 1000
+	}
+	maxAge = 7 * 24 * time.Hour
+	if e.MaxAge != "" {
+		maxAge, _ = time.ParseDuration(e.MaxAge) // validated at Parse
+	}
+	return keep, maxAge
 }
 
 // file is the on-disk form. runc's keys are accepted at the top level as well,
@@ -161,6 +181,11 @@ func parseRaw(data []byte, source string) (*Config, error) {
 // validate checks that every name the configuration refers to is declared,
 // so a typo cannot leave a container with a weaker profile than meant.
 func (c *Config) validate() error {
+	if c.Events.MaxAge != "" {
+		if d, err := time.ParseDuration(c.Events.MaxAge); err != nil || d < 0 {
+			return fmt.Errorf("events.max_age = %q: want a duration such as \"168h\", or \"0\" to keep logs forever", c.Events.MaxAge)
+		}
+	}
 	switch c.Trust.RuntimeOptions {
 	case "", TrustOperator, TrustDeployer:
 	default:

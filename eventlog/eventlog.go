@@ -274,3 +274,75 @@ func Follow(ctx context.Context, dir, ns, id string, poll time.Duration, fn func
 		}
 	}
 }
+
+// Prune removes the logs of finished containers (their last line is the
+// summary the shim writes at delete, or the guard-lost record written after
+// a dead shim) in namespace ns: every one older than maxAge (0: no age
+// limit), then the oldest beyond keep (≤ 0: no count limit). Logs of
+// containers still running are never touched. It returns what it removed.
+func Prune(dir, ns string, keep int, maxAge time.Duration, now time.Time) ([]string, error) {
+	ids, err := Containers(dir, ns)
+	if err != nil {
+		return nil, err
+	}
+	type done struct {
+		id    string
+		mtime time.Time
+	}
+	var finished []done
+	for _, id := range ids {
+		p := Path(dir, ns, id)
+		fi, err := os.Stat(p)
+		if err != nil || !finishedLog(p, fi.Size()) {
+			continue
+		}
+		finished = append(finished, done{id, fi.ModTime()})
+	}
+	sort.Slice(finished, func(i, j int) bool { return finished[i].mtime.After(finished[j].mtime) })
+	var removed []string
+	var errs []error
+	for i, f := range finished {
+		old := maxAge > 0 && now.Sub(f.mtime) > maxAge
+		over := keep > 0 && i >= keep
+		if !old && !over {
+			continue
+		}
+		for _, p := range Files(dir, ns, f.id) {
+			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
+		}
+		removed = append(removed, f.id)
+	}
+	return removed, errors.Join(errs...)
+}
+
+// finishedLog reads the last line of a log file: does it end the
+// container's story?
+func finishedLog(p string, size int64) bool {
+	f, err := os.Open(p)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	const tail = 4096
+	off := max(size-tail, 0)
+	b := make([]byte, size-off)
+	if _, err := f.ReadAt(b, off); err != nil && !errors.Is(err, io.EOF) {
+		return false
+	}
+	b = []byte(strings.TrimRight(string(b), "\n"))
+	if i := strings.LastIndexByte(string(b), '\n'); i >= 0 {
+		b = b[i+1:]
+	}
+	var last struct {
+		Kind  string `json:"kind"`
+		Alert *struct {
+			Message string `json:"message"`
+		} `json:"alert"`
+	}
+	if json.Unmarshal(b, &last) != nil {
+		return false
+	}
+	return last.Kind == "summary" || (last.Alert != nil && strings.HasPrefix(last.Alert.Message, "guard lost"))
+}

@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"slices"
+	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -95,5 +98,42 @@ func TestFollowAcrossRotation(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPrune: finished logs beyond the count or older than the age go;
+// running containers' logs stay, however old.
+func TestPrune(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	write := func(id string, finished bool, age time.Duration) {
+		w, err := Create(dir, "ns", id, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(map[string]any{"kind": "exec"})
+		if finished {
+			w.Write(map[string]any{"kind": "summary"})
+		}
+		w.Close()
+		os.Chtimes(Path(dir, "ns", id), now.Add(-age), now.Add(-age))
+	}
+	write("running-old", false, 30*24*time.Hour)
+	write("done-1", true, time.Hour)
+	write("done-2", true, 2*time.Hour)
+	write("done-3", true, 3*time.Hour)
+	write("done-ancient", true, 30*24*time.Hour)
+	removed, err := Prune(dir, "ns", 2, 7*24*time.Hour, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(removed)
+	if !slices.Equal(removed, []string{"done-3", "done-ancient"}) {
+		t.Errorf("removed %v", removed)
+	}
+	left, _ := Containers(dir, "ns")
+	sort.Strings(left)
+	if !slices.Equal(left, []string{"done-1", "done-2", "running-old"}) {
+		t.Errorf("left %v", left)
 	}
 }

@@ -6,9 +6,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	containerd "github.com/containerd/containerd/v2/client"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -503,4 +505,47 @@ func TestGuardForbiddenSyscallReported(t *testing.T) {
 	if !hasEvent(evs, alertRule(monitor.RuleForbiddenSyscall)) {
 		t.Errorf("no %s alert", monitor.RuleForbiddenSyscall)
 	}
+}
+
+// TestEventLogRetention: the logs of deleted containers are pruned to
+// [events] keep per namespace (they used to pile up, one per container
+// ever run); a running container's log is never touched.
+func TestEventLogRetention(t *testing.T) {
+	dir := t.TempDir()
+	body := fmt.Sprintf("[runc]\nRoot = %q\n[events]\ndir = %q\nkeep = 2\n[gate]\ncache_dir = %q\n", shared.RuncRoot, dir, filepath.Join(shared.Dir, "gate-cache"))
+	rt := runtimeCase{"vordr-keep2", vordrRuntime, func(*daemon.Daemon) any { return &runtimeoptions.Options{ConfigBody: []byte(body)} }}
+	e := newEnv(t, shared, rt)
+	// A long-running container first: its log must survive every prune.
+	long := e.container(uniqueID(t), []string{"sleep", "300"})
+	lt, err := long.NewTask(e.ctx, cio.NullIO)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lt.Start(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for i := 0; i < 5; i++ {
+		id := uniqueID(t)
+		ids = append(ids, id)
+		if code, _ := e.runTask(e.container(id, []string{"true"})); code != 0 {
+			t.Fatalf("exit %d", code)
+		}
+	}
+	eventually(t, 10*time.Second, func() error {
+		left, err := eventlog.Containers(dir, shared.Namespace)
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(left, long.ID()) {
+			return fmt.Errorf("the running container's log was pruned: %v", left)
+		}
+		// The prune at each Create keeps the 2 newest finished logs; the
+		// last container finished after the last prune.
+		if len(left) > 4 || slices.Contains(left, ids[0]) || slices.Contains(left, ids[1]) {
+			return fmt.Errorf("logs left %v, want at most the running one and the 3 newest", left)
+		}
+		return nil
+	})
+	lt.Delete(e.ctx, containerd.WithProcessKill)
 }

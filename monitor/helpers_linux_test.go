@@ -196,7 +196,9 @@ func (c *collector) snapshot() []Event {
 // waitFor returns the first event matching pred, failing after timeout.
 func (c *collector) waitFor(t testing.TB, what string, pred func(Event) bool) Event {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	// Generous: on a loaded 2-core CI machine (the integration tests run
+	// in parallel) events can take seconds; a passing test never waits.
+	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		for _, e := range c.snapshot() {
 			if pred(e) {
@@ -205,7 +207,7 @@ func (c *collector) waitFor(t testing.TB, what string, pred func(Event) bool) Ev
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("no %s event within 5s; got %d events: %s", what, len(c.snapshot()), summarize(c.snapshot()))
+	t.Fatalf("no %s event within 20s; got %d events: %s", what, len(c.snapshot()), summarize(c.snapshot()))
 	return Event{}
 }
 

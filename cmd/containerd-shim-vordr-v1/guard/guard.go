@@ -169,6 +169,16 @@ func (h *hook) PostCreate(ctx context.Context, c *task.Container) error {
 		return err
 	}
 	g.log = w
+	// Logs of deleted containers would pile up (rotation bounds a file's
+	// size, not their number): prune this namespace's, off the Create path.
+	go func() {
+		keep, maxAge := ev.Retention()
+		if removed, err := eventlog.Prune(ev.Dir, c.Namespace, keep, maxAge, time.Now()); err != nil {
+			log.G(ctx).WithError(err).Warn("vordr: prune event logs")
+		} else if len(removed) > 0 {
+			log.G(ctx).WithField("containers", len(removed)).Debug("vordr: pruned event logs of deleted containers")
+		}
+	}()
 	// Where this container's log is, for `shim delete` after a dead shim
 	// (it writes the "guard lost" record the dead shim could not).
 	_ = os.WriteFile(filepath.Join(c.Bundle, LostMarker), []byte(w.Path()), 0o600)
