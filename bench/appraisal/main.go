@@ -41,6 +41,7 @@ import (
 	"github.com/vordr-project/vordr/ctp"
 	"github.com/vordr-project/vordr/ctp/keys"
 	"github.com/vordr-project/vordr/ctp/policy"
+	"github.com/vordr-project/vordr/internal/benchutil"
 	"github.com/vordr-project/vordr/internal/daemon"
 	"github.com/vordr-project/vordr/internal/testimage"
 	"github.com/vordr-project/vordr/plugin"
@@ -75,6 +76,7 @@ func run(runs int, shimDir, jsonOut string) error {
 	if err != nil {
 		return err
 	}
+	defer benchutil.UnloadGuardSetAfter()() // runs after d.Stop: the shims are gone
 	defer d.Stop()
 	client, err := d.Client()
 	if err != nil {

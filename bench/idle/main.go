@@ -22,6 +22,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/oci"
 
+	"github.com/vordr-project/vordr/internal/benchutil"
 	"github.com/vordr-project/vordr/internal/daemon"
 	"github.com/vordr-project/vordr/internal/testimage"
 )
@@ -45,6 +46,7 @@ func run(window time.Duration, shimDir string) error {
 	if err != nil {
 		return err
 	}
+	defer benchutil.UnloadGuardSetAfter()() // runs after d.Stop: the shims are gone
 	defer d.Stop()
 	c, err := d.Client()
 	if err != nil {

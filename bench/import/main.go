@@ -44,6 +44,7 @@ import (
 	"github.com/vordr-project/vordr/config"
 	"github.com/vordr-project/vordr/ctp"
 	"github.com/vordr-project/vordr/ctp/keys"
+	"github.com/vordr-project/vordr/internal/benchutil"
 	"github.com/vordr-project/vordr/internal/daemon"
 	"github.com/vordr-project/vordr/internal/testimage"
 )
@@ -99,6 +100,7 @@ func run(runs int, binDir string, sizeMB int, jsonOut, baseline string) error {
 	if err != nil {
 		return err
 	}
+	defer benchutil.UnloadGuardSetAfter()() // runs after d.Stop: the shims are gone
 	defer d.Stop()
 	client, err := d.Client()
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 
 	containerd "github.com/containerd/containerd/v2/client"
 
+	"github.com/vordr-project/vordr/internal/benchutil"
 	"github.com/vordr-project/vordr/internal/daemon"
 	"github.com/vordr-project/vordr/internal/testimage"
 )
@@ -60,6 +61,7 @@ func run(runs int, shimDir, jsonOut string) error {
 	if err != nil {
 		return err
 	}
+	defer benchutil.UnloadGuardSetAfter()() // runs after d.Stop: the shims are gone
 	defer d.Stop()
 	if err := importImage(ctx, d); err != nil {
 		return err
