@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"github.com/vordr-project/vordr/ctp"
+	"github.com/vordr-project/vordr/internal/benchutil"
 	"github.com/vordr-project/vordr/internal/daemon"
 	"github.com/vordr-project/vordr/internal/testimage"
 )
@@ -53,13 +54,17 @@ func run(binDir string) error {
 	if err != nil {
 		return err
 	}
+	unload := benchutil.UnloadGuardSetAfter()
 	defer func() {
 		step("stop containerd and check that nothing is left")
 		leaks := d.Stop()
+		// The shim keeps the node's eBPF set pinned for the next container;
+		// the demo loaded it, so it unloads it.
+		unload()
 		if len(leaks) > 0 {
 			fmt.Printf("left behind (cleaned by force): %v\n", leaks)
 		} else {
-			fmt.Println("no process, mount or cgroup left behind")
+			fmt.Println("no process, mount, cgroup or pinned eBPF program left behind")
 		}
 	}()
 	fmt.Printf("containerd at %s (namespace %s)\n", d.Address, d.Namespace)

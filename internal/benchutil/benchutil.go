@@ -1,6 +1,6 @@
 //go:build linux
 
-// Package benchutil holds what the benchmark commands share.
+// Package benchutil holds what the benchmark commands and the demo share.
 package benchutil
 
 import (
