@@ -80,6 +80,8 @@ type Config struct {
 	Trust Trust `toml:"trust"`
 	// Source says where the configuration came from, for logs and errors.
 	Source string `toml:"-"`
+	// Path is the operator's config file the settings came from, if any.
+	Path string `toml:"-"`
 }
 
 // DefaultGateCacheDir keeps the gate's layer manifests and verdicts.
@@ -302,7 +304,12 @@ func Load(path string) (*Config, error) {
 		}
 		return nil, fmt.Errorf("vordr config: %w", err)
 	}
-	return Parse(data, path)
+	cfg, err := Parse(data, path)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Path = path
+	return cfg, nil
 }
 
 // Default returns the configuration used when containerd sends no options:

@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/containerd/containerd/api/types/runc/options"
@@ -50,7 +49,7 @@ func (c *Config) fromDeployerOptions(opts typeurl.Any) (*Config, error) {
 		}
 		data, source := o.ConfigBody, "runtime options body"
 		if o.ConfigPath != "" {
-			if o.ConfigPath == c.Source {
+			if o.ConfigPath == c.Path {
 				return c, nil // the node config itself
 			}
 			b, err := ReadFile(o.ConfigPath)
@@ -144,9 +143,6 @@ func (c *Config) restrict(req *Config) (*Config, error) {
 			return nil, fmt.Errorf("runtime options default_policy = %q: %w", req.DefaultPolicy, err)
 		}
 		out.DefaultPolicy = req.DefaultPolicy
-	}
-	if !slices.Equal(out.Annotations.Loosen, c.Annotations.Loosen) {
-		return nil, refuse("[annotations]", "may be set by the operator only")
 	}
 	return &out, nil
 }

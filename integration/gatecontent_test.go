@@ -19,7 +19,6 @@ import (
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/core/snapshots"
-	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
 
@@ -77,31 +76,13 @@ func forgeChain(t *testing.T, e *env, sn string, chainID digest.Digest, forged *
 	t.Cleanup(func() { _ = ss.Remove(e.d.Context(context.Background()), chainID.String()) })
 }
 
-// containerOn creates a container of image ref whose snapshot is in sn.
+// containerOn is snapContainer that fails the test on error.
 func (e *env) containerOn(sn, ref string, args ...string) containerd.Container {
 	e.t.Helper()
-	img, err := e.c.GetImage(e.ctx, ref)
+	ctr, err := e.snapContainer(sn, ref, args...)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	id := uniqueID(e.t)
-	ctr, err := e.c.NewContainer(e.ctx, id,
-		containerd.WithImage(img),
-		containerd.WithSnapshotter(sn),
-		containerd.WithNewSnapshot(id, img),
-		containerd.WithNewSpec(oci.WithImageConfig(img), oci.WithProcessArgs(args...)),
-		containerd.WithRuntime(e.rt.runtime, e.rt.options(e.d)),
-	)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() {
-		ctx := e.d.Context(context.Background())
-		if task, err := ctr.Task(ctx, nil); err == nil {
-			_, _ = task.Delete(ctx, containerd.WithProcessKill)
-		}
-		_ = ctr.Delete(ctx, containerd.WithSnapshotCleanup)
-	})
 	return ctr
 }
 

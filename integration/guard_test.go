@@ -218,17 +218,37 @@ func TestGuardDriftExec(t *testing.T) {
 	scratch := oci.WithMounts([]specs.Mount{{Destination: "/scratch", Type: "tmpfs", Source: "tmpfs", Options: []string{"rw", "size=16m", "mode=1777"}}})
 	script := "cp /bin/busybox /scratch/echo && /scratch/echo drift-ran; echo rc=$?"
 	t.Run("balanced alerts", func(t *testing.T) {
-		// The drifted program lives a second, so the shim can read what it
-		// runs (the digest is evidence read from the live process).
-		script := "cp /bin/busybox /scratch/sh && /scratch/sh -c 'echo drift-ran; sleep 1'; echo rc=$?"
-		_, out, id := runIn(t, profileRuntime("balanced"), []string{"sh", "-c", script}, scratch)
-		if !strings.Contains(out.stdout.String(), "drift-ran") {
-			t.Fatalf("balanced must allow the exec: %q %q", out.stdout.String(), out.stderr.String())
+		// The drifted program stays alive until the alert is on disk, so
+		// the shim can read what it runs (the digest is evidence read from
+		// the live process): no race with its exit on a loaded machine.
+		e := newEnv(t, shared, profileRuntime("balanced"))
+		id := uniqueID(t)
+		ctr := e.container(id, []string{"sh", "-c", "cp /bin/busybox /scratch/sh && exec /scratch/sh -c 'echo drift-ran; sleep 300'"}, scratch)
+		out := &output{}
+		task, err := ctr.NewTask(e.ctx, e.ioCreator(out))
+		if err != nil {
+			t.Fatal(err)
 		}
-		if !hasEvent(events(t, shared, id), func(e monitor.Event) bool {
-			return alertRule(monitor.RuleExecDrift)(e) && strings.HasPrefix(e.Alert.Evidence["digest"], "sha256:")
-		}) {
-			t.Errorf("no %s alert with the file's digest", monitor.RuleExecDrift)
+		if err := task.Start(e.ctx); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 30*time.Second, func() error {
+			found := false
+			err := eventlog.Read(shared.EventsDir, shared.Namespace, id, func(line []byte) error {
+				var ev monitor.Event
+				if json.Unmarshal(line, &ev) == nil && alertRule(monitor.RuleExecDrift)(ev) && strings.HasPrefix(ev.Alert.Evidence["digest"], "sha256:") {
+					found = true
+				}
+				return nil
+			})
+			if err != nil || !found {
+				return fmt.Errorf("no %s alert with the file's digest yet (%v)", monitor.RuleExecDrift, err)
+			}
+			return nil
+		})
+		task.Delete(e.ctx, containerd.WithProcessKill)
+		if !strings.Contains(out.stdout.String(), "drift-ran") {
+			t.Errorf("balanced must allow the exec: %q %q", out.stdout.String(), out.stderr.String())
 		}
 	})
 	t.Run("strict denies", func(t *testing.T) {

@@ -99,14 +99,14 @@ func newFileGuard(c fileGuardConfig) (*fileGuard, map[string]string, error) {
 		present := 0
 		var linked []devIno
 		for _, p := range c.sensitive {
-			ok, nlink, id, err := g.markFile(root, p, c.fileMask)
+			ok, st, err := g.markFile(root, p, c.fileMask)
 			if err != nil {
 				notes["files:"+p] = err.Error()
 			}
 			if ok {
 				present++
-				if nlink > 1 {
-					linked = append(linked, id)
+				if st.Nlink > 1 {
+					linked = append(linked, devIno{st.Dev, st.Ino})
 				}
 			}
 		}
@@ -220,7 +220,7 @@ func (g *fileGuard) markOtherNames(root string, ids []devIno, mask uint64) (int,
 		if _, known := g.paths[rel]; known {
 			return nil
 		}
-		ok, _, _, err := g.markFile(root, rel, mask)
+		ok, _, err := g.markFile(root, rel, mask)
 		if err != nil {
 			errs = append(errs, rel+": "+err.Error())
 		}
@@ -238,13 +238,8 @@ func (g *fileGuard) markOtherNames(root string, ids []devIno, mask uint64) (int,
 // markFile places an inode mark on the container's copy of path, resolved
 // inside the container's root (symlinks cannot point the mark at a host
 // file). It reports false when the file does not exist in the container,
-// and the file's link count and identity.
-func (g *fileGuard) markFile(root, path string, mask uint64) (bool, uint64, devIno, error) {
-	ok, st, err := g.markFile1(root, path, mask)
-	return ok, uint64(st.Nlink), devIno{st.Dev, st.Ino}, err
-}
-
-func (g *fileGuard) markFile1(root, path string, mask uint64) (bool, unix.Stat_t, error) {
+// and the file's stat (its link count says whether it has other names).
+func (g *fileGuard) markFile(root, path string, mask uint64) (bool, unix.Stat_t, error) {
 	var st unix.Stat_t
 	rfd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {

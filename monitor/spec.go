@@ -193,7 +193,7 @@ var hostCriticalRoots = []string{"/var/lib/containerd", "/var/lib/kubelet", "/ru
 // be mounted: any other type (overlay with host directories, block devices,
 // binfmt_misc, nfs…) mounts host objects no check here can see into.
 var mountTypes = map[string][]string{
-	"bind": nil, "rbind": nil, "tmpfs": nil, "devpts": nil, "mqueue": nil, "shm": nil,
+	"bind": nil, "tmpfs": nil, "devpts": nil, "mqueue": nil,
 	"proc": {"/proc"}, "sysfs": {"/sys"}, "cgroup": {"/sys/fs/cgroup"}, "cgroup2": {"/sys/fs/cgroup"},
 }
 
@@ -240,27 +240,14 @@ func (p *Profile) harden(s *specs.Spec, protected []string, pinned *[]PinnedSour
 		l.Resources = &specs.LinuxResources{}
 	}
 	l.Resources.Devices = []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}
-	if len(l.NetDevices) > 0 {
+	for name := range l.NetDevices {
 		// Moving a host interface into the container takes it from the host.
-		for name := range l.NetDevices {
-			return fmt.Errorf("spec field linux.netDevices[%q]: a host network interface moved into the container, which profile %s refuses: %w", name, p.Name, ErrSpecRefused)
-		}
+		return fmt.Errorf("spec field linux.netDevices[%q]: a host network interface moved into the container, which profile %s refuses: %w", name, p.Name, ErrSpecRefused)
 	}
 	// No mount may appear in the container after the guard attached (it
 	// would carry neither fanotify marks nor noexec): nothing propagates
 	// from the host into the container's mounts, nor out of them.
 	l.RootfsPropagation = "rprivate"
-	for i := range s.Mounts {
-		m := &s.Mounts[i]
-		m.Options = slices.DeleteFunc(slices.Clone(m.Options), func(o string) bool {
-			switch o {
-			case "shared", "rshared", "slave", "rslave", "private", "rprivate", "unbindable", "runbindable":
-				return true
-			}
-			return false
-		})
-		m.Options = append(m.Options, "rprivate")
-	}
 	for i := range s.Mounts {
 		m := &s.Mounts[i]
 		typ := m.Type
@@ -301,28 +288,8 @@ func (p *Profile) harden(s *specs.Spec, protected []string, pinned *[]PinnedSour
 				return fmt.Errorf("spec field mounts[%d].options: %q holds a separator: %w", i, o, ErrSpecRefused)
 			}
 		}
-		switch m.Type {
-		case "sysfs", "cgroup", "cgroup2":
-			// --privileged makes them writable: host-global knobs.
-			m.Options = setRO(m.Options)
-		}
-		// Whether the mount ends up writable is decided by the last of
-		// "ro" / "rw" (runc applies them in order): normalise to one.
-		ro := false
-		for _, o := range m.Options {
-			switch o {
-			case "ro":
-				ro = true
-			case "rw":
-				ro = false
-			}
-		}
-		m.Options = slices.DeleteFunc(slices.Clone(m.Options), func(o string) bool { return o == "ro" || o == "rw" })
-		if ro {
-			m.Options = append(m.Options, "ro")
-		} else {
-			m.Options = append(m.Options, "rw")
-		}
+		// --privileged makes sysfs and cgroupfs writable: host-global knobs.
+		m.Options = normaliseOptions(m.Options, m.Type == "sysfs" || m.Type == "cgroup" || m.Type == "cgroup2")
 		// Nothing outside the image's rootfs may be executed or mapped
 		// executable — written at run time (tmpfs, volumes) or brought in
 		// read-only (a loader such as ld.so maps a program with mmap, which
@@ -337,12 +304,10 @@ func (p *Profile) harden(s *specs.Spec, protected []string, pinned *[]PinnedSour
 			m.Options = addOpts(m.Options, "nodev")
 		}
 	}
-	if s.Root != nil && !s.Root.Readonly {
+	if s.Root == nil || !s.Root.Readonly {
 		// A writable rootfs with a hardening profile: the rootfs cannot be
 		// mounted noexec (the image's binaries live there), so refuse.
-		if p.ReadonlyRootfs == nil || !*p.ReadonlyRootfs {
-			return fmt.Errorf("spec field root.readonly: profile %s hardens the spec but leaves the rootfs writable; set readonly_rootfs = true in the profile: %w", p.Name, ErrSpecRefused)
-		}
+		return fmt.Errorf("spec field root.readonly: profile %s hardens the spec but leaves the rootfs writable; set readonly_rootfs = true in the profile: %w", p.Name, ErrSpecRefused)
 	}
 	return nil
 }
@@ -383,12 +348,33 @@ func (p *Profile) checkBind(i int, m *specs.Mount, protected []string) error {
 }
 
 func isBind(m *specs.Mount) bool {
-	return m.Type == "bind" || slices.Contains(m.Options, "bind") || slices.Contains(m.Options, "rbind")
+	return m.Type == "bind" || m.Type == "rbind" || slices.Contains(m.Options, "bind") || slices.Contains(m.Options, "rbind")
 }
 
-func setRO(opts []string) []string {
-	opts = slices.DeleteFunc(slices.Clone(opts), func(o string) bool { return o == "rw" })
-	return addOpts(opts, "ro")
+// normaliseOptions leaves exactly one of ro/rw — the last one given, as runc
+// applies them in order, or ro when forced — and rprivate as the only
+// propagation flag: no mount may appear in the container after the guard
+// attached (it would carry neither fanotify marks nor noexec).
+func normaliseOptions(opts []string, forceRO bool) []string {
+	ro := forceRO
+	out := make([]string, 0, len(opts)+2)
+	for _, o := range opts {
+		switch o {
+		case "ro":
+			ro = true
+		case "rw":
+			ro = forceRO
+		case "shared", "rshared", "slave", "rslave", "private", "rprivate", "unbindable", "runbindable":
+		default:
+			out = append(out, o)
+		}
+	}
+	if ro {
+		out = append(out, "ro")
+	} else {
+		out = append(out, "rw")
+	}
+	return append(out, "rprivate")
 }
 
 func addOpts(opts []string, add ...string) []string {

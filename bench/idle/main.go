@@ -24,7 +24,6 @@ import (
 
 	"github.com/vordr-project/vordr/internal/benchutil"
 	"github.com/vordr-project/vordr/internal/daemon"
-	"github.com/vordr-project/vordr/internal/testimage"
 )
 
 const ref = "docker.io/vordr/bench-idle:1"
@@ -54,25 +53,11 @@ func run(window time.Duration, shimDir string) error {
 	}
 	defer c.Close()
 	ctx = d.Context(ctx)
-	img, err := testimage.Busybox(testimage.Options{Name: ref})
+	if err := benchutil.ImportBusybox(ctx, d, ref); err != nil {
+		return err
+	}
+	image, err := c.GetImage(ctx, ref)
 	if err != nil {
-		return err
-	}
-	archive := filepath.Join(d.Dir, "img.tar")
-	if err := img.WriteArchiveFile(archive); err != nil {
-		return err
-	}
-	f, err := os.Open(archive)
-	if err != nil {
-		return err
-	}
-	imgs, err := c.Import(ctx, f)
-	f.Close()
-	if err != nil {
-		return err
-	}
-	image := containerd.NewImage(c, imgs[0])
-	if err := image.Unpack(ctx, "overlayfs"); err != nil {
 		return err
 	}
 	variants := []struct {

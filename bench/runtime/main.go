@@ -18,11 +18,8 @@ import (
 	"strings"
 	"time"
 
-	containerd "github.com/containerd/containerd/v2/client"
-
 	"github.com/vordr-project/vordr/internal/benchutil"
 	"github.com/vordr-project/vordr/internal/daemon"
-	"github.com/vordr-project/vordr/internal/testimage"
 )
 
 const image = "docker.io/vordr/busybox:bench"
@@ -63,7 +60,7 @@ func run(runs int, shimDir, jsonOut string) error {
 	}
 	defer benchutil.UnloadGuardSetAfter()() // runs after d.Stop: the shims are gone
 	defer d.Stop()
-	if err := importImage(ctx, d); err != nil {
+	if err := benchutil.ImportBusybox(ctx, d, image); err != nil {
 		return err
 	}
 	ctrBin, err := daemon.Binary("ctr")
@@ -133,38 +130,6 @@ func pct(sorted []float64, p int) float64 {
 		i--
 	}
 	return sorted[i]
-}
-
-func importImage(ctx context.Context, d *daemon.Daemon) error {
-	img, err := testimage.Busybox(testimage.Options{Name: image})
-	if err != nil {
-		return err
-	}
-	path := filepath.Join(d.Dir, "image.tar")
-	if err := img.WriteArchiveFile(path); err != nil {
-		return err
-	}
-	c, err := d.Client()
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	ctx = d.Context(ctx)
-	imgs, err := c.Import(ctx, f)
-	if err != nil {
-		return err
-	}
-	for _, i := range imgs {
-		if err := containerd.NewImage(c, i).Unpack(ctx, "overlayfs"); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 type variant struct {

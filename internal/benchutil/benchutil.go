@@ -4,10 +4,15 @@
 package benchutil
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 
+	containerd "github.com/containerd/containerd/v2/client"
+
 	vbpf "github.com/vordr-project/vordr/bpf"
+	"github.com/vordr-project/vordr/internal/daemon"
+	"github.com/vordr-project/vordr/internal/testimage"
 	"github.com/vordr-project/vordr/monitor"
 )
 
@@ -25,4 +30,38 @@ func UnloadGuardSetAfter() func() {
 			os.Remove(filepath.Dir(pinned)) // only when empty
 		}
 	}
+}
+
+// ImportBusybox imports the busybox test image as ref into the daemon's
+// namespace and unpacks it into overlayfs.
+func ImportBusybox(ctx context.Context, d *daemon.Daemon, ref string) error {
+	img, err := testimage.Busybox(testimage.Options{Name: ref})
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(d.Dir, "busybox.tar")
+	if err := img.WriteArchiveFile(path); err != nil {
+		return err
+	}
+	c, err := d.Client()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	ctx = d.Context(ctx)
+	imgs, err := c.Import(ctx, f)
+	if err != nil {
+		return err
+	}
+	for _, i := range imgs {
+		if err := containerd.NewImage(c, i).Unpack(ctx, "overlayfs"); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -119,7 +119,11 @@ func (h *hook) PreCreate(ctx context.Context, c *task.Container) error {
 	if cfg := c.Config; cfg != nil {
 		// vordr's own state: a container that could write the gate's cache
 		// could vouch for forged content.
-		opts = append(opts, monitor.WithProtectedPaths(cfg.Gate.CacheDir, cfg.Events.Dir, filepath.Dir(cfg.Source)))
+		var cfgDir string
+		if cfg.Path != "" {
+			cfgDir = filepath.Dir(cfg.Path)
+		}
+		opts = append(opts, monitor.WithProtectedPaths(cfg.Gate.CacheDir, cfg.Events.Dir, cfgDir))
 	}
 	// The bind sources' inodes, checked again once runc has mounted them.
 	var pinned []monitor.PinnedSource
