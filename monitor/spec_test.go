@@ -149,6 +149,7 @@ func TestHardenRefuses(t *testing.T) {
 		{"bind of the gate cache", bind("/var/lib/vordr/gate"), "/var/lib/vordr"},
 		{"bind relative source", bind("etc"), "relative bind source"},
 		{"bind of a device", bind("/dev/null"), "lies in /dev"},
+		{"type rbind of /etc", oci.WithMounts([]specs.Mount{{Type: "rbind", Source: "/etc", Destination: "/x"}}), "lies in /etc"},
 		{"second procfs", oci.WithMounts([]specs.Mount{{Type: "proc", Source: "proc", Destination: "/proc2"}}), "mounts proc only at /proc"},
 		{"overlay of host dirs", oci.WithMounts([]specs.Mount{{Type: "overlay", Source: "overlay", Destination: "/x", Options: []string{"lowerdir=/etc"}}}), `type "overlay"`},
 		{"block device", oci.WithMounts([]specs.Mount{{Type: "ext4", Source: "/dev/vda", Destination: "/x"}}), `type "ext4"`},
