@@ -10,4 +10,4 @@
 // program set's lifecycle (pinning, locking, attaching).
 package bpf
 
-//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -target bpfel -cflags "-O2 -g -Wall -Werror" -type vordr_event -type vordr_container -type vordr_allow_key vordr vordr.c -- -I.
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -target bpfel -cflags "-O2 -g -Wall -Werror" -type vordr_event -type vordr_container -type vordr_allow_key -type vordr_ring_owner vordr vordr.c -- -I.

@@ -3,6 +3,7 @@ package bpf
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"reflect"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -16,6 +17,8 @@ type (
 	Container = vordrVordrContainer
 	// AllowKey is a key of the allow map (network allow-list).
 	AllowKey = vordrVordrAllowKey
+	// RingOwner is a value of the ring_owners map: who holds a ring slot.
+	RingOwner = vordrVordrRingOwner
 	// Objects are the loaded maps and programs.
 	Objects = vordrObjects
 	// Maps are the loaded maps.
@@ -61,7 +64,30 @@ const (
 	MapRings      = vordrMapRings
 	MapAllow      = vordrMapAllow
 	MapSyscounts  = vordrMapSyscounts
+	MapRingOwners = vordrMapRingOwners
 )
+
+// RingSize is the size of the rings map's inner ring buffers in the object
+// (struct ring_inner); a ring put into a slot must have it.
+const RingSize = 256 * 1024
+
+// MapNames and ProgramNames are the names of the object's maps and programs,
+// read from the generated structs' tags: a process that only opens the pinned
+// set does not parse the ELF (milliseconds and megabytes per shim).
+var (
+	MapNames     = sync.OnceValue(func() []string { return tagNames(reflect.TypeFor[vordrMaps]()) })
+	ProgramNames = sync.OnceValue(func() []string { return tagNames(reflect.TypeFor[vordrPrograms]()) })
+)
+
+func tagNames(t reflect.Type) []string {
+	var names []string
+	for i := 0; i < t.NumField(); i++ {
+		if n := t.Field(i).Tag.Get("ebpf"); n != "" {
+			names = append(names, n)
+		}
+	}
+	return names
+}
 
 // Spec returns a fresh copy of the embedded collection spec.
 func Spec() (*ebpf.CollectionSpec, error) { return loadVordr() }

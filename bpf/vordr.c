@@ -6,6 +6,9 @@
 // under /sys/fs/bpf/vordr/<version>/; every monitored container is an entry in
 // the `containers` map keyed by its cgroup v2 id, with its own ring buffer in
 // the `rings` map-of-maps so each shim reads only its own containers' events.
+// Rings are a pool: a container takes a free slot (ring_owners) and keeps its
+// index in its containers entry, so attach and detach do not update the
+// map-of-maps (each update waits for an RCU grace period, milliseconds).
 //
 // Cost rule (docs/monitoring.md): nothing here hooks a syscall by default. The
 // sched tracepoints fire on exec/fork/exit only, and a process outside every
@@ -73,6 +76,16 @@ struct vordr_container {
 	__u64 connects; // connect/sendmsg/bind decisions taken
 	__u64 denied;
 	__u64 killed;
+	__u32 ring_slot; // index into rings (the slot this container owns)
+	__u32 pad2;
+};
+
+// Value of ring_owners: who holds a ring slot. Written and read only by
+// userspace, under the node lock; a slot whose owner is 0 or dead is free.
+struct vordr_ring_owner {
+	__u64 owner_start;
+	__u32 owner_pid;
+	__u32 ring_size;
 };
 
 struct vordr_event {
@@ -117,6 +130,7 @@ struct vordr_allow_key {
 // Kept in the object so bpf2go -type can generate the Go twins.
 const struct vordr_event *unused_event __attribute__((unused));
 const struct vordr_allow_key *unused_allow_key __attribute__((unused));
+const struct vordr_ring_owner *unused_ring_owner __attribute__((unused));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -131,11 +145,18 @@ struct ring_inner {
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
 	__uint(max_entries, 8192);
-	__type(key, __u64);
+	__type(key, __u32);
 	__array(values, struct ring_inner);
 } rings SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, struct vordr_ring_owner);
+} ring_owners SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -190,7 +211,7 @@ static __always_inline struct vordr_container *lookup_container(__u64 *cgid)
 
 static __always_inline struct vordr_event *reserve(struct vordr_container *c, __u64 cgid, __u32 type, const __u64 size)
 {
-	void *rb = bpf_map_lookup_elem(&rings, &cgid);
+	void *rb = bpf_map_lookup_elem(&rings, &c->ring_slot);
 	if (!rb) {
 		__sync_fetch_and_add(&c->dropped, 1);
 		return NULL;

@@ -37,6 +37,8 @@ type vordrVordrContainer struct {
 	Connects     uint64
 	Denied       uint64
 	Killed       uint64
+	RingSlot     uint32
+	Pad2         uint32
 }
 
 type vordrVordrEvent struct {
@@ -68,26 +70,35 @@ type vordrVordrEvent struct {
 	_            [4]byte
 }
 
+type vordrVordrRingOwner struct {
+	_          structs.HostLayout
+	OwnerStart uint64
+	OwnerPid   uint32
+	RingSize   uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	vordrMapAllow          = "allow"
-	vordrMapContainers     = "containers"
-	vordrMapRings          = "rings"
-	vordrMapSyscounts      = "syscounts"
-	vordrProgVordrBind4    = "vordr_bind4"
-	vordrProgVordrBind6    = "vordr_bind6"
-	vordrProgVordrConnect4 = "vordr_connect4"
-	vordrProgVordrConnect6 = "vordr_connect6"
-	vordrProgVordrExec     = "vordr_exec"
-	vordrProgVordrExit     = "vordr_exit"
-	vordrProgVordrFork     = "vordr_fork"
-	vordrProgVordrSendmsg4 = "vordr_sendmsg4"
-	vordrProgVordrSendmsg6 = "vordr_sendmsg6"
-	vordrProgVordrSysEnter = "vordr_sys_enter"
-	vordrVarUnusedAllowKey = "unused_allow_key"
-	vordrVarUnusedEvent    = "unused_event"
+	vordrMapAllow           = "allow"
+	vordrMapContainers      = "containers"
+	vordrMapRingOwners      = "ring_owners"
+	vordrMapRings           = "rings"
+	vordrMapSyscounts       = "syscounts"
+	vordrProgVordrBind4     = "vordr_bind4"
+	vordrProgVordrBind6     = "vordr_bind6"
+	vordrProgVordrConnect4  = "vordr_connect4"
+	vordrProgVordrConnect6  = "vordr_connect6"
+	vordrProgVordrExec      = "vordr_exec"
+	vordrProgVordrExit      = "vordr_exit"
+	vordrProgVordrFork      = "vordr_fork"
+	vordrProgVordrSendmsg4  = "vordr_sendmsg4"
+	vordrProgVordrSendmsg6  = "vordr_sendmsg6"
+	vordrProgVordrSysEnter  = "vordr_sys_enter"
+	vordrVarUnusedAllowKey  = "unused_allow_key"
+	vordrVarUnusedEvent     = "unused_event"
+	vordrVarUnusedRingOwner = "unused_ring_owner"
 )
 
 // loadVordr returns the embedded CollectionSpec for vordr.
@@ -150,6 +161,7 @@ type vordrProgramSpecs struct {
 type vordrMapSpecs struct {
 	Allow      *ebpf.MapSpec `ebpf:"allow"`
 	Containers *ebpf.MapSpec `ebpf:"containers"`
+	RingOwners *ebpf.MapSpec `ebpf:"ring_owners"`
 	Rings      *ebpf.MapSpec `ebpf:"rings"`
 	Syscounts  *ebpf.MapSpec `ebpf:"syscounts"`
 }
@@ -158,8 +170,9 @@ type vordrMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type vordrVariableSpecs struct {
-	UnusedAllowKey *ebpf.VariableSpec `ebpf:"unused_allow_key"`
-	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedAllowKey  *ebpf.VariableSpec `ebpf:"unused_allow_key"`
+	UnusedEvent     *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedRingOwner *ebpf.VariableSpec `ebpf:"unused_ring_owner"`
 }
 
 // vordrObjects contains all objects after they have been loaded into the kernel.
@@ -184,6 +197,7 @@ func (o *vordrObjects) Close() error {
 type vordrMaps struct {
 	Allow      *ebpf.Map `ebpf:"allow"`
 	Containers *ebpf.Map `ebpf:"containers"`
+	RingOwners *ebpf.Map `ebpf:"ring_owners"`
 	Rings      *ebpf.Map `ebpf:"rings"`
 	Syscounts  *ebpf.Map `ebpf:"syscounts"`
 }
@@ -192,6 +206,7 @@ func (m *vordrMaps) Close() error {
 	return _VordrClose(
 		m.Allow,
 		m.Containers,
+		m.RingOwners,
 		m.Rings,
 		m.Syscounts,
 	)
@@ -201,8 +216,9 @@ func (m *vordrMaps) Close() error {
 //
 // It can be passed to loadVordrObjects or ebpf.CollectionSpec.LoadAndAssign.
 type vordrVariables struct {
-	UnusedAllowKey *ebpf.Variable `ebpf:"unused_allow_key"`
-	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
+	UnusedAllowKey  *ebpf.Variable `ebpf:"unused_allow_key"`
+	UnusedEvent     *ebpf.Variable `ebpf:"unused_event"`
+	UnusedRingOwner *ebpf.Variable `ebpf:"unused_ring_owner"`
 }
 
 // vordrPrograms contains all programs after they have been loaded into the kernel.

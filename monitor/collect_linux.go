@@ -25,11 +25,7 @@ func Collect(o Options) (removed int, err error) {
 		if _, err := os.Stat(filepath.Join(dir, completeMarker)); err != nil {
 			return nil // unloaded meanwhile
 		}
-		spec, err := loadSpec()
-		if err != nil {
-			return err
-		}
-		n, err := loadPinned(dir, spec)
+		n, err := loadPinned(dir, vbpf.MapNames(), vbpf.ProgramNames())
 		if err != nil {
 			return err
 		}

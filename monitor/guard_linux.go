@@ -61,9 +61,6 @@ type Options struct {
 	// LockPath serialises loading and unloading across processes
 	// (default /run/vordr/bpf.lock).
 	LockPath string
-	// RingSize is the per-container ring buffer in bytes, a power of two
-	// and a multiple of the page size (default 256 KiB ≈ 400 events).
-	RingSize int
 	// Buffer is the capacity of the Events channel (default 4096).
 	Buffer int
 	// PollInterval is how often counters are read for the anomaly
@@ -95,9 +92,6 @@ func (o *Options) defaults() {
 	if o.LockPath == "" {
 		o.LockPath = defaultLockPath
 	}
-	if o.RingSize == 0 {
-		o.RingSize = 256 * 1024
-	}
 	if o.Buffer == 0 {
 		o.Buffer = 4096
 	}
@@ -119,6 +113,7 @@ type Guard struct {
 	cgid  uint64
 	set   *nodeSet
 	ring  *ebpf.Map
+	slot  uint32 // this guard's slot in the rings pool, while ring != nil
 	links []link.Link
 	rd    *ringbuf.Reader
 	files *fileGuard
@@ -168,9 +163,6 @@ func Attach(ctx context.Context, t Target, p *Profile, o Options) (_ *Guard, err
 		return nil, errors.New("attach: Target.CgroupPath is required (the container's cgroup v2 directory)")
 	}
 	o.defaults()
-	if o.RingSize&(o.RingSize-1) != 0 || o.RingSize%os.Getpagesize() != 0 {
-		return nil, fmt.Errorf("attach: RingSize %d must be a power of two and a multiple of the page size", o.RingSize)
-	}
 	var sfs unix.Statfs_t
 	if err := unix.Statfs(t.CgroupPath, &sfs); err != nil {
 		return nil, fmt.Errorf("attach: cgroup %s: %w", t.CgroupPath, err)
@@ -349,20 +341,9 @@ func Attach(ctx context.Context, t Target, p *Profile, o Options) (_ *Guard, err
 		if set.maps[vbpf.MapContainers].Lookup(g.cgid, &existing) == nil {
 			return fmt.Errorf("attach %s: cgroup %d (guard owned by pid %d): %w", t.ContainerID, g.cgid, existing.OwnerPid, ErrAlreadyGuarded)
 		}
-		spec, err := loadSpec()
-		if err != nil {
+		// A ring from the pool: no map-of-maps update on this path.
+		if g.slot, g.ring, err = set.claimRing(uint32(owner), ownerStart); err != nil {
 			return err
-		}
-		rs := spec.Maps[vbpf.MapRings].InnerMap.Copy()
-		rs.MaxEntries = uint32(o.RingSize)
-		rs.Name = "vordr_ring"
-		if g.ring, err = ebpf.NewMap(rs); err != nil {
-			return fmt.Errorf("create ring buffer: %w", err)
-		}
-		// Order matters: the containers entry switches the programs on, so
-		// everything it refers to goes in first.
-		if err := set.maps[vbpf.MapRings].Update(g.cgid, g.ring, ebpf.UpdateNoExist); err != nil {
-			return fmt.Errorf("insert ring buffer: %w", err)
 		}
 		for _, k := range allowKeys(g.cgid, p.allow) {
 			if err := set.maps[vbpf.MapAllow].Update(k, uint8(1), ebpf.UpdateAny); err != nil {
@@ -377,7 +358,7 @@ func Attach(ctx context.Context, t Target, p *Profile, o Options) (_ *Guard, err
 				return fmt.Errorf("insert syscall counter: %w", err)
 			}
 		}
-		c := vbpf.Container{DriftAfterNs: driftAfter, Flags: flags, OwnerPid: uint32(owner), OwnerStart: ownerStart}
+		c := vbpf.Container{DriftAfterNs: driftAfter, Flags: flags, OwnerPid: uint32(owner), OwnerStart: ownerStart, RingSlot: g.slot}
 		if err := set.maps[vbpf.MapContainers].Update(g.cgid, c, ebpf.UpdateNoExist); err != nil {
 			set.removeEntry(g.cgid)
 			return fmt.Errorf("insert container (at most %d per node): %w", set.maps[vbpf.MapContainers].MaxEntries(), err)
@@ -698,6 +679,12 @@ func (g *Guard) readRing() {
 		// The record is the C struct verbatim (same host layout, bpfel);
 		// short records end before the file name.
 		copy(unsafe.Slice((*byte)(unsafe.Pointer(&raw)), unsafe.Sizeof(raw)), rec.RawSample)
+		if raw.CgroupId != g.cgid {
+			// A pooled ring's earlier owner (a killed shim leaves its
+			// unread events, and a program that looked its entry up just
+			// before the removal may still write one): not ours.
+			continue
+		}
 		g.deliver(g.decode(&raw), true)
 	}
 }
@@ -804,6 +791,11 @@ func (g *Guard) teardown() error {
 	}
 	if g.ring != nil {
 		g.ring.Close()
+		// Only now, with the reader gone, may another container take the
+		// slot: two readers of one ring would steal each other's events.
+		if err := withLock(g.o.LockPath, func() error { return g.set.releaseRing(g.slot, uint32(os.Getpid())) }); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if g.set != nil {
 		g.set.close()

@@ -3,7 +3,9 @@
 package monitor
 
 import (
+	"bufio"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -422,8 +424,11 @@ func TestAttachCloseLeavesNoTrace(t *testing.T) {
 	if n := count(vbpf.MapContainers, &k); n != 1 {
 		t.Errorf("%d container entries after 100 cycles, want 1 (the long-lived guard)", n)
 	}
-	if n := count(vbpf.MapRings, &k); n != 1 {
-		t.Errorf("%d ring entries, want 1", n)
+	// The ring pool: the long-lived guard's ring and one ring that every
+	// cycle reused (a new ring per cycle would cost an RCU wait each).
+	filled, owned := ringPool(t, dir)
+	if filled != 2 || owned != 1 {
+		t.Errorf("ring pool after 100 cycles: %d rings, %d owned; want 2 rings, 1 owned (the long-lived guard's)", filled, owned)
 	}
 	if n := count(vbpf.MapAllow, &ak); n != 0 {
 		t.Errorf("%d allow-list entries left, want 0", n)
@@ -501,4 +506,104 @@ func heapInUse() uint64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return m.HeapInuse
+}
+
+// ringPool counts the filled and the owned slots of the pinned set in dir.
+func ringPool(t *testing.T, dir string) (filled, owned int) {
+	t.Helper()
+	m, err := ebpf.LoadPinnedMap(filepath.Join(dir, "map_"+vbpf.MapRingOwners), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	for slot := uint32(0); slot < m.MaxEntries(); slot++ {
+		var o vbpf.RingOwner
+		if err := m.Lookup(slot, &o); err != nil {
+			t.Fatal(err)
+		}
+		if o.RingSize == 0 {
+			break
+		}
+		filled++
+		if o.OwnerPid != 0 {
+			owned++
+		}
+	}
+	return filled, owned
+}
+
+// A killed shim leaves its ring slot with events nobody read. The next
+// container reuses the slot (no map-of-maps update) and must see none of
+// them: every record is checked against the reader's own cgroup.
+func TestRingSlotOfKilledOwnerReused(t *testing.T) {
+	requireRoot(t)
+	o := testOptions(t)
+	cg1, cg2 := newCgroup(t), newCgroup(t)
+	shim := exec.Command(os.Args[0], o.PinDir, o.LockPath, cg1.path)
+	shim.Env = append(os.Environ(), "VORDR_TEST_HELPER=guard")
+	out, err := shim.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := shim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || line != "attached\n" {
+		shim.Process.Kill()
+		shim.Wait()
+		t.Fatalf("helper shim did not attach: %q %v", line, err)
+	}
+	// Stop the stand-in so its events stay in its ring, make some, kill it.
+	shim.Process.Signal(syscall.SIGSTOP)
+	waitStopped(t, shim.Process.Pid)
+	stale := cg1.cmd("/bin/true")
+	if err := stale.Run(); err != nil {
+		t.Fatal(err)
+	}
+	shim.Process.Kill()
+	shim.Wait()
+
+	g, c := attach(t, cg2, mustProfile(t, "balanced"), o, 0)
+	if g.slot != 0 {
+		t.Errorf("the new guard took ring slot %d, want the dead owner's slot 0", g.slot)
+	}
+	if err := cg2.cmd("/bin/true").Run(); err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor(t, "exec in the new container", func(e Event) bool { return e.Kind == KindExec && e.CgroupID == cg2.id })
+	for _, e := range c.snapshot() {
+		if e.PID == stale.Process.Pid {
+			t.Errorf("the new guard delivered an event of the dead owner's container: %+v", e)
+		}
+	}
+	filled, owned := ringPool(t, filepath.Join(o.PinDir, vbpf.Version()))
+	if filled != 1 || owned != 1 {
+		t.Errorf("ring pool: %d rings, %d owned; want the one ring, owned by the new guard", filled, owned)
+	}
+	var ce vbpf.Container
+	if err := g.set.maps[vbpf.MapContainers].Lookup(cg1.id, &ce); !errors.Is(err, ebpf.ErrKeyNotExist) {
+		t.Errorf("the killed owner's container entry survived: %v", err)
+	}
+}
+
+// waitStopped waits until every thread of pid is stopped (state T).
+func waitStopped(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		stopped := len(tasks) > 0
+		for _, task := range tasks {
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+			if i := strings.LastIndexByte(string(b), ')'); i < 0 || i+2 >= len(b) || b[i+2] != 'T' {
+				stopped = false
+			}
+		}
+		if stopped {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("process %d did not stop", pid)
 }

@@ -80,6 +80,21 @@ func helper(mode string, args []string) int {
 		err = unix.Exec("/proc/self/fd/"+strconv.Itoa(fd), []string{"true"}, nil)
 		fmt.Println(err)
 		return 1
+	case "guard":
+		// A stand-in shim: guards the cgroup args[2] with the set at
+		// args[0] (lock args[1]), says so, and waits to be killed.
+		p, err := LoadProfile("balanced")
+		if err != nil {
+			fmt.Println(err)
+			return 1
+		}
+		o := Options{PinDir: args[0], LockPath: args[1]}
+		if _, err := Attach(context.Background(), Target{ContainerID: "helper", CgroupPath: args[2]}, p, o); err != nil {
+			fmt.Println(err)
+			return 1
+		}
+		fmt.Println("attached")
+		select {}
 	case "getpid":
 		n, _ := strconv.Atoi(args[0])
 		for i := 0; i < n; i++ {

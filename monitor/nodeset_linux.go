@@ -117,17 +117,18 @@ func openNodeSet(pinDir string) (*nodeSet, error) {
 		return nil, fmt.Errorf("create pin directory: %w", err)
 	}
 	dir := filepath.Join(pinDir, vbpf.Version())
-	spec, err := loadSpec()
-	if err != nil {
-		return nil, err
-	}
 	var n *nodeSet
 	if _, err := os.Stat(filepath.Join(dir, completeMarker)); err == nil {
-		n, err = loadPinned(dir, spec)
+		// The common case, on every attach: no ELF to parse.
+		n, err = loadPinned(dir, vbpf.MapNames(), vbpf.ProgramNames())
 		if err != nil {
 			return nil, err
 		}
 	} else {
+		spec, err := loadSpec()
+		if err != nil {
+			return nil, err
+		}
 		// Absent, or left half-pinned by a loader that died: nobody can
 		// be using a set without its marker, so start over.
 		if err := os.RemoveAll(dir); err != nil {
@@ -152,12 +153,10 @@ func bpffsRoot(pinDir string) string {
 	return filepath.Dir(pinDir)
 }
 
-func loadPinned(dir string, spec *ebpf.CollectionSpec) (*nodeSet, error) {
+// loadPinned opens the named maps and programs of the pinned set in dir.
+func loadPinned(dir string, maps, progs []string) (*nodeSet, error) {
 	n := &nodeSet{dir: dir, maps: map[string]*ebpf.Map{}, progs: map[string]*ebpf.Program{}}
-	for name := range spec.Maps {
-		if strings.HasPrefix(name, ".") {
-			continue
-		}
+	for _, name := range maps {
 		m, err := ebpf.LoadPinnedMap(filepath.Join(dir, "map_"+name), nil)
 		if err != nil {
 			n.close()
@@ -165,7 +164,7 @@ func loadPinned(dir string, spec *ebpf.CollectionSpec) (*nodeSet, error) {
 		}
 		n.maps[name] = m
 	}
-	for name := range spec.Programs {
+	for _, name := range progs {
 		p, err := ebpf.LoadPinnedProgram(filepath.Join(dir, "prog_"+name), nil)
 		if err != nil {
 			n.close()
@@ -246,7 +245,6 @@ func (n *nodeSet) gcEntries() int {
 // entry goes first: once it is gone no program touches the others.
 func (n *nodeSet) removeEntry(cgid uint64) {
 	n.maps[vbpf.MapContainers].Delete(cgid)
-	n.maps[vbpf.MapRings].Delete(cgid)
 	n.maps[vbpf.MapSyscounts].Delete(cgid)
 	var (
 		k    vbpf.AllowKey
@@ -262,6 +260,80 @@ func (n *nodeSet) removeEntry(cgid uint64) {
 	for _, k := range keys {
 		n.maps[vbpf.MapAllow].Delete(k)
 	}
+}
+
+// claimRing takes a ring buffer from the node's pool for a container of the
+// given owner: the first slot whose owner is gone, or a new slot with a new
+// ring when every ring is taken. Putting a ring into the map-of-maps waits
+// for an RCU grace period (milliseconds); reusing one does not, so a node
+// that starts and stops containers pays it only when its peak grows. Slots
+// are filled in order; ring_owners says which are filled (RingSize != 0)
+// and by whom. Must run under the node lock.
+func (n *nodeSet) claimRing(owner uint32, start uint64) (uint32, *ebpf.Map, error) {
+	owners, rings := n.maps[vbpf.MapRingOwners], n.maps[vbpf.MapRings]
+	claim := vbpf.RingOwner{OwnerPid: owner, OwnerStart: start, RingSize: vbpf.RingSize}
+	var slot uint32
+	for ; slot < rings.MaxEntries(); slot++ {
+		var o vbpf.RingOwner
+		if err := owners.Lookup(slot, &o); err != nil {
+			return 0, nil, fmt.Errorf("read ring slot %d: %w", slot, err)
+		}
+		if o.RingSize == 0 {
+			break // the end of the pool
+		}
+		if o.OwnerPid != 0 && ownerAlive(int(o.OwnerPid), o.OwnerStart) {
+			continue
+		}
+		var id uint32
+		if err := rings.Lookup(slot, &id); err != nil {
+			return 0, nil, fmt.Errorf("read ring slot %d: %w", slot, err)
+		}
+		ring, err := ebpf.NewMapFromID(ebpf.MapID(id))
+		if err != nil {
+			return 0, nil, fmt.Errorf("open ring of slot %d: %w", slot, err)
+		}
+		if err := owners.Update(slot, claim, ebpf.UpdateExist); err != nil {
+			ring.Close()
+			return 0, nil, fmt.Errorf("claim ring slot %d: %w", slot, err)
+		}
+		return slot, ring, nil
+	}
+	if slot == rings.MaxEntries() {
+		return 0, nil, fmt.Errorf("all %d ring slots of the node are taken (one per guarded container)", slot)
+	}
+	ring, err := ebpf.NewMap(&ebpf.MapSpec{Name: "vordr_ring", Type: ebpf.RingBuf, MaxEntries: vbpf.RingSize})
+	if err != nil {
+		return 0, nil, fmt.Errorf("create ring buffer: %w", err)
+	}
+	if err := rings.Update(slot, ring, ebpf.UpdateAny); err != nil {
+		ring.Close()
+		return 0, nil, fmt.Errorf("insert ring buffer: %w", err)
+	}
+	// Filled, then owned: a slot whose owner entry says filled always has
+	// its ring.
+	if err := owners.Update(slot, claim, ebpf.UpdateAny); err != nil {
+		ring.Close()
+		return 0, nil, fmt.Errorf("claim ring slot %d: %w", slot, err)
+	}
+	return slot, ring, nil
+}
+
+// releaseRing gives a slot back to the pool if owner still holds it. The
+// ring stays in the map for the next container. Must run under the node
+// lock.
+func (n *nodeSet) releaseRing(slot, owner uint32) error {
+	owners := n.maps[vbpf.MapRingOwners]
+	var o vbpf.RingOwner
+	if err := owners.Lookup(slot, &o); err != nil {
+		return fmt.Errorf("release ring slot %d: %w", slot, err)
+	}
+	if o.OwnerPid != owner {
+		return nil
+	}
+	if err := owners.Update(slot, vbpf.RingOwner{RingSize: o.RingSize}, ebpf.UpdateExist); err != nil {
+		return fmt.Errorf("release ring slot %d: %w", slot, err)
+	}
+	return nil
 }
 
 // reconcileSyscount attaches the opt-in sys_enter counter while some
