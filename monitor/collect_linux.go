@@ -4,6 +4,8 @@ package monitor
 
 import (
 	"fmt"
+
+	"github.com/cilium/ebpf"
 	"os"
 	"path/filepath"
 
@@ -25,6 +27,15 @@ func Collect(o Options) (removed int, err error) {
 		if _, err := os.Stat(filepath.Join(dir, completeMarker)); err != nil {
 			return nil // unloaded meanwhile
 		}
+		// containerd runs `shim delete` after every shim exits: look for
+		// dead owners in the containers map alone, and open the rest of
+		// the set only when there is something to remove.
+		if !o.UnloadWhenIdle {
+			stale, err := hasDeadOwners(dir)
+			if err != nil || !stale {
+				return err
+			}
+		}
 		n, err := loadPinned(dir, vbpf.MapNames(), vbpf.ProgramNames())
 		if err != nil {
 			return err
@@ -43,4 +54,23 @@ func Collect(o Options) (removed int, err error) {
 		return removed, fmt.Errorf("collect stale guard state: %w", err)
 	}
 	return removed, nil
+}
+
+func hasDeadOwners(dir string) (bool, error) {
+	m, err := ebpf.LoadPinnedMap(filepath.Join(dir, "map_"+vbpf.MapContainers), &ebpf.LoadPinOptions{ReadOnly: true})
+	if err != nil {
+		return false, fmt.Errorf("open pinned map %s: %w", vbpf.MapContainers, err)
+	}
+	defer m.Close()
+	var (
+		k uint64
+		v vbpf.Container
+	)
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		if !ownerAlive(int(v.OwnerPid), v.OwnerStart) {
+			return true, nil
+		}
+	}
+	return false, it.Err()
 }

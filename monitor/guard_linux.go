@@ -331,7 +331,7 @@ func Attach(ctx context.Context, t Target, p *Profile, o Options) (_ *Guard, err
 		return nil, fmt.Errorf("attach: read own start time: %w", err)
 	}
 	err = withLock(o.LockPath, func() error {
-		set, err := openNodeSet(o.PinDir)
+		set, err := acquireSet(o.PinDir)
 		if err != nil {
 			return err
 		}
@@ -798,7 +798,7 @@ func (g *Guard) teardown() error {
 		}
 	}
 	if g.set != nil {
-		g.set.close()
+		releaseSet(g.set)
 	}
 	g.sendMu.Lock()
 	g.closed = true

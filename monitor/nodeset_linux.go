@@ -44,6 +44,91 @@ type nodeSet struct {
 	dir   string
 	maps  map[string]*ebpf.Map
 	progs map[string]*ebpf.Program
+
+	// Under openSets' lock: guards using the set, and whether the process
+	// cache still holds it (an uncached set is closed by its last user).
+	refs   int
+	cached bool
+}
+
+// openSets holds the program sets this process opened, by directory. A shim
+// opens the pinned set once and reuses it for every container it guards
+// (all of a pod's), checking under the node lock that it is still the
+// pinned one: opening fifteen pinned objects costs a millisecond or two.
+var openSets struct {
+	sync.Mutex
+	m map[string]*nodeSet
+}
+
+// acquireSet returns the pinned set under pinDir, loading it if the node has
+// none. Must run under the node lock; give it back with releaseSet.
+func acquireSet(pinDir string) (*nodeSet, error) {
+	dir := filepath.Join(pinDir, vbpf.Version())
+	openSets.Lock()
+	defer openSets.Unlock()
+	if n := openSets.m[dir]; n != nil {
+		if samePinnedMap(filepath.Join(dir, "map_"+vbpf.MapContainers), n.maps[vbpf.MapContainers]) {
+			n.refs++
+			return n, nil
+		}
+		// Unloaded, and maybe loaded again, by another process: the
+		// cached maps are no longer the node's.
+		forgetLocked(n)
+	}
+	n, err := openNodeSet(pinDir)
+	if err != nil {
+		return nil, err
+	}
+	if openSets.m == nil {
+		openSets.m = map[string]*nodeSet{}
+	}
+	n.refs, n.cached = 1, true
+	openSets.m[dir] = n
+	return n, nil
+}
+
+// releaseSet gives back a set from acquireSet.
+func releaseSet(n *nodeSet) {
+	openSets.Lock()
+	defer openSets.Unlock()
+	if n.refs--; n.refs == 0 && !n.cached {
+		n.close()
+	}
+}
+
+// forgetSet drops n from the process cache (it was unloaded); its last user
+// closes it.
+func forgetSet(n *nodeSet) {
+	openSets.Lock()
+	defer openSets.Unlock()
+	forgetLocked(n)
+}
+
+func forgetLocked(n *nodeSet) {
+	if openSets.m[n.dir] == n {
+		delete(openSets.m, n.dir)
+	}
+	if n.cached {
+		n.cached = false
+		if n.refs == 0 {
+			n.close()
+		}
+	}
+}
+
+// Preload opens (or loads and pins) the node's program set ahead of the
+// first Attach, which then only checks it: a shim calls it when it starts,
+// while containerd is still preparing the Create request.
+func Preload(o Options) error {
+	o.defaults()
+	return withLock(o.LockPath, func() error {
+		n, err := acquireSet(o.PinDir)
+		if err != nil {
+			return err
+		}
+		releaseSet(n)
+		return nil
+	})
 }
 
 func (n *nodeSet) close() {
@@ -393,6 +478,7 @@ func (n *nodeSet) unloadIfIdle() error {
 	if err := os.RemoveAll(n.dir); err != nil {
 		return fmt.Errorf("unload program set %s: %w", n.dir, err)
 	}
+	forgetSet(n)
 	os.Remove(filepath.Dir(n.dir)) // fails while other versions live there
 	return nil
 }

@@ -3,6 +3,8 @@
 // the verifying snapshotter, pull-time verification, and the runtime gate.
 package plugin
 
+import "github.com/vordr-project/vordr/plugin/evidence"
+
 // Labels vordr puts on containerd objects. They record what was verified; they
 // are hints to find the evidence, never the evidence: the gate and the
 // snapshotter re-verify the attestations stored in the content store before
@@ -16,7 +18,7 @@ const (
 	// (attestations/bundle.json) stored in the content store; the content is
 	// also referenced from the image record with a GC label so it lives as
 	// long as the image.
-	LabelAttestations = "vordr.io/attestations"
+	LabelAttestations = evidence.LabelAttestations
 	// LabelSigners lists the key ids (sha256:…) of the signers accepted at
 	// import, comma-separated.
 	LabelSigners = "vordr.io/verified.signers"
@@ -51,7 +53,7 @@ const (
 	// LabelManifestTOML is the digest of the bundle's manifest.toml, stored in
 	// the content store next to the attestations: every statement names it as
 	// a subject, so re-verification needs it.
-	LabelManifestTOML = "vordr.io/ctp.manifest"
+	LabelManifestTOML = evidence.LabelManifestTOML
 	// LabelDecision is the verdict at import: accept, or warn / audit when a
 	// permissive or audit policy let a failing bundle in.
 	LabelDecision = "vordr.io/verified.decision"

@@ -23,7 +23,6 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/api/types"
-	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/shim"
@@ -37,7 +36,7 @@ import (
 	"github.com/vordr-project/vordr/ctp"
 	"github.com/vordr-project/vordr/ctp/policy"
 	"github.com/vordr-project/vordr/monitor"
-	"github.com/vordr-project/vordr/plugin"
+	"github.com/vordr-project/vordr/plugin/evidence"
 	"github.com/vordr-project/vordr/plugin/rootfs"
 )
 
@@ -63,7 +62,7 @@ type Gate struct {
 	publisher shim.Publisher
 
 	clientMu sync.Mutex
-	client   *containerd.Client
+	client   *services
 
 	mu       sync.Mutex
 	verified map[string]verdict  // by evidence key | policy digest
@@ -100,15 +99,12 @@ func New(ic *cplugin.InitContext, publisher shim.Publisher) (task.Hook, error) {
 	return g, nil
 }
 
-// warm opens the connection to containerd with one cheap call.
+// warm opens the connection to containerd (no call: without a policy the
+// gate never asks containerd anything).
 func (g *Gate) warm() {
-	c, err := g.getClient()
-	if err != nil {
-		return
+	if c, err := g.getClient(); err == nil {
+		c.conn.Connect()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_, _ = c.Version(ctx)
 }
 
 // Name implements task.Hook.
@@ -156,7 +152,7 @@ func (g *Gate) PreCreate(ctx context.Context, c *task.Container) error {
 		return nil
 	}
 	name, pol := sel.PolicyName, sel.Policy
-	pd, err := plugin.PolicyDigest(pol)
+	pd, err := evidence.PolicyDigest(pol)
 	if err != nil {
 		return fmt.Errorf("verification policy %q: %w", name, err)
 	}
@@ -240,7 +236,7 @@ func mountpoints(c *task.Container) []string {
 	return out
 }
 
-func (g *Gate) getClient() (*containerd.Client, error) {
+func (g *Gate) getClient() (*services, error) {
 	g.clientMu.Lock()
 	defer g.clientMu.Unlock()
 	if g.client != nil {
@@ -249,9 +245,9 @@ func (g *Gate) getClient() (*containerd.Client, error) {
 	if g.address == "" {
 		return nil, fmt.Errorf("the shim was started without containerd's address (-address), so it cannot look up the container's image: %w", errdefs.ErrFailedPrecondition)
 	}
-	c, err := containerd.New(g.address, containerd.WithTimeout(10*time.Second))
+	c, err := dial(g.address)
 	if err != nil {
-		return nil, fmt.Errorf("connect to containerd at %s: %w", g.address, err)
+		return nil, err
 	}
 	g.client = c
 	return c, nil
@@ -270,7 +266,8 @@ func (g *Gate) check(ctx context.Context, c *task.Container, pol *policy.Policy,
 		return d
 	}
 	d.Phases.mark("connect")
-	rec, img, err := plugin.ContainerImage(ctx, client, c.ID)
+	ctx = namespaces.WithNamespace(ctx, c.Namespace) // also the gRPC header
+	rec, img, err := evidence.ContainerImage(ctx, client.containers, client.images, c.ID)
 	d.Phases.mark("lookup")
 	if rec.Image != "" {
 		d.Image = rec.Image
@@ -280,7 +277,7 @@ func (g *Gate) check(ctx context.Context, c *task.Container, pol *policy.Policy,
 		return d
 	}
 	d.Image = img.Name + "@" + img.Target.Digest.String()
-	ev, err := plugin.EvidenceOf(img)
+	ev, err := evidence.Of(img)
 	if err != nil {
 		d.Err = err
 		return d
@@ -293,7 +290,7 @@ func (g *Gate) check(ctx context.Context, c *task.Container, pol *policy.Policy,
 	if ok && time.Now().Before(v.until) {
 		// A cached verdict still needs the evidence to exist and the
 		// rootfs to be the content; both are checked below.
-		cs := client.ContentStore()
+		cs := client.content
 		for _, dg := range []digest.Digest{ev.Attestations, ev.ManifestTOML} {
 			if _, err := cs.Info(ctx, dg); err != nil {
 				d.Err = fmt.Errorf("image %s: evidence %s: %w", img.Name, dg, err)
@@ -303,7 +300,7 @@ func (g *Gate) check(ctx context.Context, c *task.Container, pol *policy.Policy,
 		layers = v.layers
 		d.Cached = true
 	} else {
-		if err := ev.Load(ctx, client.ContentStore()); err != nil {
+		if err := ev.Load(ctx, client.content); err != nil {
 			d.Err = err
 			return d
 		}
@@ -332,7 +329,7 @@ func (g *Gate) check(ctx context.Context, c *task.Container, pol *policy.Policy,
 	// The name of the container's snapshot proves nothing (anyone with the
 	// containerd API can commit a snapshot under the verified chain id):
 	// the mounts the shim is asked to mount must hold the content.
-	chk := rootfs.Checker{Content: client.ContentStore(), CacheDir: c.Config.Gate.CacheDir}
+	chk := rootfs.Checker{Content: client.content, CacheDir: c.Config.Gate.CacheDir}
 	res, err := chk.Check(ctx, layers, mount.FromProto(c.Mounts), mountpoints(c))
 	if err != nil {
 		d.Err = fmt.Errorf("container %s: %w", c.ID, err)

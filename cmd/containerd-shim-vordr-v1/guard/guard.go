@@ -23,7 +23,9 @@ import (
 
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/shim"
+	"github.com/containerd/containerd/v2/pkg/shutdown"
 	"github.com/containerd/containerd/v2/pkg/sys/reaper"
+	"github.com/containerd/containerd/v2/plugins"
 	"github.com/containerd/log"
 	"github.com/containerd/plugin"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -38,7 +40,17 @@ func init() {
 	task.RegisterHook(task.HookFactory{
 		Name: "guard",
 		New: func(ic *plugin.InitContext, publisher shim.Publisher) (task.Hook, error) {
-			h := &hook{publisher: publisher, state: map[string]*guarded{}}
+			h := &hook{out: newOutbox(publisher), state: map[string]*guarded{}}
+			if ss, err := ic.GetByID(plugins.InternalPlugin, "shutdown"); err == nil {
+				ss.(shutdown.Service).RegisterCallback(h.out.close)
+			}
+			// Open the node's program set while containerd prepares the
+			// Create request, so the attach only checks it is current.
+			go func() {
+				if err := monitor.Preload(monitor.Options{}); err != nil {
+					log.G(ic.Context).WithError(err).Debug("vordr: preload the eBPF program set (the first attach will try again)")
+				}
+			}()
 			// The seccomp agent turns the profiles' denied syscalls (module,
 			// bpf, ptrace…) into reported events: the kernel hands each
 			// attempt to the shim, which answers EPERM. Without it the
@@ -56,8 +68,8 @@ func init() {
 
 type hook struct {
 	task.NopHook
-	publisher shim.Publisher
-	agent     *monitor.SeccompAgent // nil when it could not start
+	out   *outbox               // events for containerd's bus, in order
+	agent *monitor.SeccompAgent // nil when it could not start
 
 	mu    sync.Mutex
 	state map[string]*guarded // by namespace/id
@@ -277,9 +289,7 @@ func (h *hook) publish(ctx context.Context, topic, mediaType string, v any, fiel
 		log.G(ctx).WithError(err).Warn("vordr: encode event")
 		return
 	}
-	if err := h.publisher.Publish(ctx, topic, d); err != nil {
-		log.G(ctx).WithError(err).WithField("topic", topic).Warn("vordr: publish event")
-	}
+	h.out.send(ctx, topic, d)
 }
 
 // PreExec gives exec'd processes the same process-level hardening as the

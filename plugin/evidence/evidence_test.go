@@ -1,4 +1,4 @@
-package plugin
+package evidence
 
 import (
 	"context"
@@ -73,7 +73,7 @@ func evidenceFrom(t *testing.T, tb testBundle) *Evidence {
 			LabelAttestations: digest.FromBytes(b.AttestationsJSON()).String(),
 			LabelManifestTOML: digest.FromBytes(b.ManifestTOML()).String(),
 		}}
-	e, err := EvidenceOf(img)
+	e, err := Of(img)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +138,7 @@ func TestEvidenceVerify(t *testing.T) {
 }
 
 func TestEvidenceOfUnverifiedImage(t *testing.T) {
-	_, err := EvidenceOf(images.Image{Name: "x", Target: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest}})
+	_, err := Of(images.Image{Name: "x", Target: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest}})
 	if err == nil {
 		t.Fatal("an image without vordr labels has evidence")
 	}
