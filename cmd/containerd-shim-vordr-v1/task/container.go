@@ -54,6 +54,10 @@ type Container struct {
 	// CgroupID is the cgroup's inode number: what bpf_get_current_cgroup_id()
 	// returns for the container's processes. Zero where there is no cgroup v2.
 	CgroupID uint64
+	// InitGone: the init process had exited when Create finished (see
+	// service.createdDead); no hook guards the container, and none runs at
+	// Start, which runc refuses anyway.
+	InitGone bool
 
 	mu sync.Mutex // serialises hook calls for this container
 }

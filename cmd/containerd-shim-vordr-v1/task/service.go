@@ -12,6 +12,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -26,6 +28,7 @@ import (
 	"github.com/containerd/ttrpc"
 	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/vordr-project/vordr/alerts"
@@ -174,11 +177,17 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 
 	c.Pid = int(resp.Pid)
 	if err := c.learnCgroup(); err != nil {
+		if initGone(c.Pid) {
+			return s.createdDead(ctx, c, resp, err)
+		}
 		return nil, err
 	}
 	for _, h := range s.hooks {
 		t := time.Now()
 		if err := h.PostCreate(ctx, c); err != nil {
+			if initGone(c.Pid) {
+				return s.createdDead(ctx, c, resp, err)
+			}
 			return nil, fmt.Errorf("vordr %s could not guard container %s: %w", h.Name(), r.ID, err)
 		}
 		mark(h.Name()+".post", t)
@@ -197,6 +206,35 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		"timing":    strings.TrimSpace(timing.String()),
 	}).Info("vordr: container created")
 	return resp, nil
+}
+
+// createdDead returns the task of a container whose init process died
+// between runc create and the guard (killed, OOM-killed): as runc.v2 does,
+// so the client sees a stopped task with its exit status rather than a
+// failed Create. There is nothing to guard; nothing of the container can
+// start (runc start refuses a stopped container, and Start below does not
+// run the hooks for it). Delete undoes what PreCreate set up.
+func (s *service) createdDead(ctx context.Context, c *Container, resp *taskapi.CreateTaskResponse, cause error) (*taskapi.CreateTaskResponse, error) {
+	c.InitGone = true
+	log.G(ctx).WithError(cause).WithFields(log.Fields{"id": c.ID, "pid": c.Pid}).Warn("vordr: the container's init process exited before the guard attached; the task is returned stopped, as runc.v2 returns it")
+	s.mu.Lock()
+	s.containers[c.ID] = c
+	s.mu.Unlock()
+	return resp, nil
+}
+
+// initGone reports whether pid has exited (reaped, or a zombie waiting for
+// the shim's reaper).
+func initGone(pid int) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ESRCH)
+	}
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 || i+2 >= len(data) {
+		return false
+	}
+	return data[i+2] == 'Z' || data[i+2] == 'X'
 }
 
 // alertRefused reports a deployer's attempt to choose what the operator did
@@ -233,7 +271,7 @@ func (s *service) undo(ctx context.Context, c *Container, n int) {
 // Start runs PreStart for a container's init process.
 func (s *service) Start(ctx context.Context, r *taskapi.StartRequest) (*taskapi.StartResponse, error) {
 	if r.ExecID == "" {
-		if c := s.container(r.ID); c != nil {
+		if c := s.container(r.ID); c != nil && !c.InitGone {
 			c.mu.Lock()
 			for _, h := range s.hooks {
 				if err := h.PreStart(ctx, c); err != nil {
