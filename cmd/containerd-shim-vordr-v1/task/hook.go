@@ -4,7 +4,11 @@ package task
 
 import (
 	"context"
+	"fmt"
+	"runtime/debug"
 
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -55,3 +59,17 @@ func (NopHook) PreExec(context.Context, *Container, string, *specs.Process) erro
 
 // Deleted implements Hook.
 func (NopHook) Deleted(context.Context, *Container) {}
+
+// call runs one hook point and turns a panic into an error for this request
+// alone: a bug in vordr must not take down the shim and every task it serves
+// (all of a pod's).
+func call(ctx context.Context, h Hook, point string, f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.G(ctx).WithFields(log.Fields{"hook": h.Name(), "point": point, "panic": r, "stack": string(debug.Stack())}).
+				Error("vordr: a hook panicked; this request fails, the shim and its other tasks go on")
+			err = fmt.Errorf("vordr %s hook, %s: internal error (panic: %v), please report it with the shim log: %w", h.Name(), point, r, errdefs.ErrInternal)
+		}
+	}()
+	return f()
+}

@@ -141,7 +141,7 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 		}
 		for _, h := range s.hooks {
 			t = time.Now()
-			if err := h.PreCreate(ctx, c); err != nil {
+			if err := call(ctx, h, "PreCreate", func() error { return h.PreCreate(ctx, c) }); err != nil {
 				return nil, fmt.Errorf("vordr %s refused container %s: %w", h.Name(), r.ID, err)
 			}
 			mark(h.Name()+".pre", t)
@@ -184,7 +184,7 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	}
 	for _, h := range s.hooks {
 		t := time.Now()
-		if err := h.PostCreate(ctx, c); err != nil {
+		if err := call(ctx, h, "PostCreate", func() error { return h.PostCreate(ctx, c) }); err != nil {
 			if initGone(c.Pid) {
 				return s.createdDead(ctx, c, resp, err)
 			}
@@ -264,7 +264,8 @@ const RuleAnnotationRefused = "annotation-refused"
 // undo runs Deleted for the first n hooks, last first.
 func (s *service) undo(ctx context.Context, c *Container, n int) {
 	for i := n - 1; i >= 0; i-- {
-		s.hooks[i].Deleted(ctx, c)
+		h := s.hooks[i]
+		_ = call(ctx, h, "Deleted", func() error { h.Deleted(ctx, c); return nil })
 	}
 }
 
@@ -274,7 +275,7 @@ func (s *service) Start(ctx context.Context, r *taskapi.StartRequest) (*taskapi.
 		if c := s.container(r.ID); c != nil && !c.InitGone {
 			c.mu.Lock()
 			for _, h := range s.hooks {
-				if err := h.PreStart(ctx, c); err != nil {
+				if err := call(ctx, h, "PreStart", func() error { return h.PreStart(ctx, c) }); err != nil {
 					c.mu.Unlock()
 					return nil, errgrpc.ToGRPC(fmt.Errorf("vordr %s refused to start container %s: %w", h.Name(), r.ID, err))
 				}
@@ -297,7 +298,7 @@ func (s *service) Exec(ctx context.Context, r *taskapi.ExecProcessRequest) (*emp
 	}
 	c.mu.Lock()
 	for _, h := range s.hooks {
-		if err := h.PreExec(ctx, c, r.ExecID, &p); err != nil {
+		if err := call(ctx, h, "PreExec", func() error { return h.PreExec(ctx, c, r.ExecID, &p) }); err != nil {
 			c.mu.Unlock()
 			return nil, errgrpc.ToGRPC(fmt.Errorf("vordr %s refused exec %s in container %s: %w", h.Name(), r.ExecID, r.ID, err))
 		}
@@ -325,7 +326,7 @@ func (s *service) Update(ctx context.Context, r *taskapi.UpdateTaskRequest) (*em
 	if err := json.Unmarshal(r.Resources.GetValue(), &res); err != nil {
 		return nil, errgrpc.ToGRPC(fmt.Errorf("update %s: resources are not valid JSON: %v: %w", r.ID, err, errdefs.ErrInvalidArgument))
 	}
-	if err := c.Selection.Profile.ApplyUpdate(&res); err != nil {
+	if err := safeApply(func() error { return c.Selection.Profile.ApplyUpdate(&res) }); err != nil {
 		return nil, errgrpc.ToGRPC(fmt.Errorf("vordr refused the update of container %s: %w: %w", r.ID, err, errdefs.ErrInvalidArgument))
 	}
 	data, err := json.Marshal(&res)
@@ -377,4 +378,14 @@ func rootfsOf(bundle string, spec *specs.Spec) string {
 		return root
 	}
 	return bundle + "/" + root
+}
+
+// safeApply runs a profile function; a panic fails the request only.
+func safeApply(f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("internal error (panic: %v), please report it: %w", r, errdefs.ErrInternal)
+		}
+	}()
+	return f()
 }
