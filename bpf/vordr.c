@@ -33,6 +33,9 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 // walking at most this many ancestors; deeper nesting is attributed to nobody.
 #define MAX_NEST 8
 
+// Size of each container's ring buffer (bpf/types.go RingSize).
+#define VORDR_RING_BYTES (256 * 1024)
+
 // Event types. Keep in sync with bpf/types.go.
 enum vordr_event_type {
 	VORDR_EV_EXEC = 1,
@@ -141,7 +144,7 @@ struct {
 
 struct ring_inner {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 256 * 1024);
+	__uint(max_entries, VORDR_RING_BYTES);
 };
 
 struct {
@@ -208,6 +211,22 @@ static __always_inline struct vordr_container *lookup_container(__u64 *cgid)
 // Exit and network events carry no file name or arguments: they are written
 // short (the fixed header only), so the ring holds ~5x more of them.
 #define VORDR_EVENT_SHORT __builtin_offsetof(struct vordr_event, filename)
+
+// Wake the shim only for what it must act on now (a denial, a kill, drift,
+// set-id, fileless execution), or when the ring is a quarter full. Anything
+// else is read in batches: the shim's poller drains the ring while the
+// container's counters move. A wakeup per exec or connect costs an IPI and
+// two thread switches in the shim, more than the exec's own bookkeeping.
+#define VORDR_URGENT (VORDR_EVF_DENIED | VORDR_EVF_KILLED | VORDR_EVF_DRIFT | VORDR_EVF_SETID | VORDR_EVF_FILELESS)
+
+static __always_inline void submit(struct vordr_container *c, struct vordr_event *e)
+{
+	__u64 flags = BPF_RB_NO_WAKEUP;
+	void *rb = bpf_map_lookup_elem(&rings, &c->ring_slot);
+	if ((e->flags & VORDR_URGENT) || (rb && bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) > VORDR_RING_BYTES / 4))
+		flags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(e, flags);
+}
 
 static __always_inline struct vordr_event *reserve(struct vordr_container *c, __u64 cgid, __u32 type, const __u64 size)
 {
@@ -331,7 +350,7 @@ int BPF_PROG(vordr_exec, struct task_struct *p, pid_t old_pid, struct linux_binp
 	if (n > 0 && n <= sizeof(e->args) && bpf_probe_read_user(e->args, n, (void *)as) == 0)
 		e->args_len = n;
 	e->flags = flags;
-	bpf_ringbuf_submit(e, 0);
+	submit(c, e);
 	return 0;
 }
 
@@ -351,7 +370,7 @@ int BPF_PROG(vordr_exit, struct task_struct *p)
 		return 0;
 	e->code = BPF_CORE_READ(p, exit_code);
 	e->ppid = BPF_CORE_READ(p, real_parent, tgid);
-	bpf_ringbuf_submit(e, 0);
+	submit(c, e);
 	return 0;
 }
 
@@ -469,7 +488,7 @@ static __always_inline int sock_addr(struct bpf_sock_addr *ctx, __u32 type, int 
 		__builtin_memcpy(e->addr, addr, 16);
 		if (!ok)
 			e->flags |= VORDR_EVF_DENIED;
-		bpf_ringbuf_submit(e, 0);
+		submit(c, e);
 	}
 	return ok;
 }

@@ -88,6 +88,15 @@ type Event struct {
 	// Syscall names the denied syscall of a KindSyscall event.
 	Syscall string `json:"syscall,omitempty"`
 
+	// Count is how many identical audit-level events this one stands for
+	// (same kind, program and arguments, or same destination), seen from
+	// Time to Last: storms are logged as one line with a count rather than
+	// a line per exec or connect. Zero or one: a single event. Events that
+	// are denied, killed, drifted, set-id, fileless or alerted are never
+	// aggregated.
+	Count int       `json:"count,omitempty"`
+	Last  time.Time `json:"last,omitzero"`
+
 	Verdict Verdict `json:"verdict,omitempty"`
 	// Mechanism names what observed or enforced this event, e.g.
 	// "bpf:tp_btf/sched_process_exec", "bpf:cgroup/connect4",

@@ -566,6 +566,18 @@ func (g *Guard) send(e Event, block bool) {
 	}
 }
 
+// observe gives an event that will be delivered aggregated to the detector
+// (it judges every single one), and sends its alerts.
+func (g *Guard) observe(e *Event) {
+	e.ContainerID = g.t.ContainerID
+	e.CgroupID = g.cgid
+	g.detMu.Lock()
+	alerts := g.det.onEvent(e)
+	g.detMu.Unlock()
+	g.sendAlerts(e.Time, alerts, true)
+	g.afterEvent(e)
+}
+
 func (g *Guard) deliver(e Event, block bool) {
 	e.ContainerID = g.t.ContainerID
 	e.CgroupID = g.cgid
@@ -589,6 +601,10 @@ func (g *Guard) deliver(e Event, block bool) {
 	g.detMu.Unlock()
 	g.send(e, block)
 	g.sendAlerts(e.Time, alerts, block)
+	g.afterEvent(&e)
+}
+
+func (g *Guard) afterEvent(e *Event) {
 	if e.Kind == KindExit && g.t.InitPID > 0 && e.PID == g.t.InitPID {
 		// The container is over: judge the counters now, so a burst
 		// shorter than one poll interval just before the exit is seen.
@@ -660,8 +676,10 @@ var shortEvent = int(unsafe.Offsetof(vbpf.Event{}.Filename))
 func (g *Guard) readRing() {
 	defer g.wg.Done()
 	var rec ringbuf.Record
+	agg := newAggregator()
 	for {
 		if err := g.rd.ReadInto(&rec); err != nil {
+			agg.flush(g)
 			if errors.Is(err, ringbuf.ErrFlushed) {
 				select {
 				case <-g.closing:
@@ -685,8 +703,75 @@ func (g *Guard) readRing() {
 			// before the removal may still write one): not ours.
 			continue
 		}
-		g.deliver(g.decode(&raw), true)
+		e := g.decode(&raw)
+		if key, ok := aggregateKey(&e); ok {
+			g.observe(&e)
+			agg.add(key, e)
+		} else {
+			agg.flush(g) // keep the ring's order
+			g.deliver(e, true)
+		}
+		if rec.Remaining == 0 || agg.full() {
+			// The batch the kernel had is read: hand it on.
+			agg.flush(g)
+		}
 	}
+}
+
+// aggregator collects the audit-level events of one batch read from the
+// ring, identical ones counted into one (Event.Count).
+type aggregator struct {
+	order []string
+	byKey map[string]*Event
+}
+
+func newAggregator() *aggregator { return &aggregator{byKey: map[string]*Event{}} }
+
+func (a *aggregator) add(key string, e Event) {
+	if prev := a.byKey[key]; prev != nil {
+		prev.Count++
+		prev.Last = e.Time
+		return
+	}
+	e.Count = 1
+	a.byKey[key] = &e
+	a.order = append(a.order, key)
+}
+
+// full bounds what a batch holds, so a storm of distinct events is passed
+// on in pieces.
+func (a *aggregator) full() bool { return len(a.order) >= 256 }
+
+func (a *aggregator) flush(g *Guard) {
+	for _, k := range a.order {
+		e := a.byKey[k]
+		if e.Count == 1 {
+			e.Count = 0 // a single event looks like one
+		}
+		g.send(*e, true)
+	}
+	a.order = a.order[:0]
+	clear(a.byKey)
+}
+
+// aggregateKey says whether e is an audit-level event that may be counted
+// into an identical one, and by what it is identical: the program and its
+// arguments for an exec, the program and status for an exit, the
+// destination for a connect. Anything denied, killed or flagged stays an
+// event of its own.
+func aggregateKey(e *Event) (string, bool) {
+	if e.Verdict != Allowed || e.Drift || e.Fileless || e.SetID || e.Digest != "" || e.Alert != nil {
+		return "", false
+	}
+	switch e.Kind {
+	case KindExec:
+		return "exec\x00" + e.Path + "\x00" + strings.Join(e.Args, "\x00"), true
+	case KindExit:
+		return fmt.Sprintf("exit\x00%s\x00%d", e.Comm, e.ExitStatus), true
+	case KindConnect, KindBind, KindSend:
+		return fmt.Sprintf("%s\x00%s\x00%d\x00%s", e.Kind, e.Addr, e.Port, e.Protocol), true
+	}
+	return "", false
 }
 
 // idleAfter and idleInterval make the counter poller sleep while the
@@ -704,6 +789,7 @@ func (g *Guard) poll() {
 	t := time.NewTicker(g.o.PollInterval)
 	defer t.Stop()
 	var last counters
+	var lastSeen uint64
 	quiet := 0
 	for {
 		select {
@@ -716,6 +802,12 @@ func (g *Guard) poll() {
 			quiet = 0
 		case now := <-t.C:
 			c, ok := g.liveCounters()
+			if ok && c.seen != lastSeen {
+				// Audit-level events do not wake the reader (see
+				// submit in vordr.c): have it read what came.
+				lastSeen = c.seen
+				g.rd.Flush()
+			}
 			if ok && c.counters == last {
 				if quiet++; quiet == idleAfter {
 					t.Reset(idleInterval)

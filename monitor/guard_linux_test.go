@@ -522,7 +522,7 @@ func ringPool(t *testing.T, dir string) (filled, owned int) {
 			t.Fatal(err)
 		}
 		if o.RingSize == 0 {
-			break
+			continue
 		}
 		filled++
 		if o.OwnerPid != 0 {
@@ -606,4 +606,34 @@ func waitStopped(t *testing.T, pid int) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("process %d did not stop", pid)
+}
+
+// The pool keeps at most maxFreeRings unused rings: a node that ran many
+// containers at once gives the memory back as they go.
+func TestRingPoolShrinks(t *testing.T) {
+	requireRoot(t)
+	o := testOptions(t)
+	attach(t, newCgroup(t), mustProfile(t, "balanced"), o, 0) // keeps the set loaded
+	var gs []*Guard
+	for i := 0; i < maxFreeRings+4; i++ {
+		g, err := Attach(t.Context(), Target{ContainerID: fmt.Sprint("peak-", i), CgroupPath: newCgroup(t).path}, mustProfile(t, "balanced"), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gs = append(gs, g)
+	}
+	dir := filepath.Join(o.PinDir, vbpf.Version())
+	if filled, owned := ringPool(t, dir); filled != maxFreeRings+5 || owned != maxFreeRings+5 {
+		t.Fatalf("at the peak: %d rings, %d owned; want %d of each", filled, owned, maxFreeRings+5)
+	}
+	for _, g := range gs {
+		if err := g.Close(); err != nil {
+			t.Fatal(err)
+		}
+		for range g.Events() {
+		}
+	}
+	if filled, owned := ringPool(t, dir); filled != maxFreeRings+1 || owned != 1 {
+		t.Errorf("after the peak: %d rings, %d owned; want %d rings (the long-lived guard's and %d spare), 1 owned", filled, owned, maxFreeRings+1, maxFreeRings)
+	}
 }

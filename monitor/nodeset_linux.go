@@ -347,28 +347,57 @@ func (n *nodeSet) removeEntry(cgid uint64) {
 	}
 }
 
+// ringSlots reads every slot's owner record in one batch: a filled slot
+// has RingSize != 0, a free one OwnerPid 0 (or a dead owner).
+func (n *nodeSet) ringSlots() ([]vbpf.RingOwner, error) {
+	m := n.maps[vbpf.MapRingOwners]
+	size := int(m.MaxEntries())
+	keys := make([]uint32, size)
+	vals := make([]vbpf.RingOwner, size)
+	var cursor ebpf.MapBatchCursor
+	got := 0
+	for got < size {
+		c, err := m.BatchLookup(&cursor, keys[got:], vals[got:], nil)
+		got += c
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read ring slots: %w", err)
+		}
+	}
+	return vals[:got], nil
+}
+
+// maxFreeRings is how many unused rings the pool keeps for the next
+// containers; a release beyond it frees the ring (see releaseRing).
+const maxFreeRings = 8
+
 // claimRing takes a ring buffer from the node's pool for a container of the
-// given owner: the first slot whose owner is gone, or a new slot with a new
-// ring when every ring is taken. Putting a ring into the map-of-maps waits
-// for an RCU grace period (milliseconds); reusing one does not, so a node
-// that starts and stops containers pays it only when its peak grows. Slots
-// are filled in order; ring_owners says which are filled (RingSize != 0)
-// and by whom. Must run under the node lock.
+// given owner: a filled slot whose owner is gone, or an empty slot with a
+// new ring. Putting a ring into the map-of-maps waits for an RCU grace
+// period (milliseconds); reusing one does not, so a node that starts and
+// stops containers pays it only when the pool grows. Must run under the
+// node lock.
 func (n *nodeSet) claimRing(owner uint32, start uint64) (uint32, *ebpf.Map, error) {
 	owners, rings := n.maps[vbpf.MapRingOwners], n.maps[vbpf.MapRings]
 	claim := vbpf.RingOwner{OwnerPid: owner, OwnerStart: start, RingSize: vbpf.RingSize}
-	var slot uint32
-	for ; slot < rings.MaxEntries(); slot++ {
-		var o vbpf.RingOwner
-		if err := owners.Lookup(slot, &o); err != nil {
-			return 0, nil, fmt.Errorf("read ring slot %d: %w", slot, err)
-		}
+	slots, err := n.ringSlots()
+	if err != nil {
+		return 0, nil, err
+	}
+	empty := -1
+	for i, o := range slots {
 		if o.RingSize == 0 {
-			break // the end of the pool
+			if empty < 0 {
+				empty = i
+			}
+			continue
 		}
 		if o.OwnerPid != 0 && ownerAlive(int(o.OwnerPid), o.OwnerStart) {
 			continue
 		}
+		slot := uint32(i)
 		var id uint32
 		if err := rings.Lookup(slot, &id); err != nil {
 			return 0, nil, fmt.Errorf("read ring slot %d: %w", slot, err)
@@ -383,9 +412,10 @@ func (n *nodeSet) claimRing(owner uint32, start uint64) (uint32, *ebpf.Map, erro
 		}
 		return slot, ring, nil
 	}
-	if slot == rings.MaxEntries() {
-		return 0, nil, fmt.Errorf("all %d ring slots of the node are taken (one per guarded container)", slot)
+	if empty < 0 {
+		return 0, nil, fmt.Errorf("all %d ring slots of the node are taken (one per guarded container)", len(slots))
 	}
+	slot := uint32(empty)
 	ring, err := ebpf.NewMap(&ebpf.MapSpec{Name: "vordr_ring", Type: ebpf.RingBuf, MaxEntries: vbpf.RingSize})
 	if err != nil {
 		return 0, nil, fmt.Errorf("create ring buffer: %w", err)
@@ -394,8 +424,8 @@ func (n *nodeSet) claimRing(owner uint32, start uint64) (uint32, *ebpf.Map, erro
 		ring.Close()
 		return 0, nil, fmt.Errorf("insert ring buffer: %w", err)
 	}
-	// Filled, then owned: a slot whose owner entry says filled always has
-	// its ring.
+	// Filled, then owned: a slot whose owner record says filled always
+	// has its ring.
 	if err := owners.Update(slot, claim, ebpf.UpdateAny); err != nil {
 		ring.Close()
 		return 0, nil, fmt.Errorf("claim ring slot %d: %w", slot, err)
@@ -404,8 +434,9 @@ func (n *nodeSet) claimRing(owner uint32, start uint64) (uint32, *ebpf.Map, erro
 }
 
 // releaseRing gives a slot back to the pool if owner still holds it. The
-// ring stays in the map for the next container. Must run under the node
-// lock.
+// ring stays for the next container, unless the pool already keeps
+// maxFreeRings unused ones: then it is freed (one RCU wait, paid only while
+// a node shrinks from a peak). Must run under the node lock.
 func (n *nodeSet) releaseRing(slot, owner uint32) error {
 	owners := n.maps[vbpf.MapRingOwners]
 	var o vbpf.RingOwner
@@ -413,6 +444,25 @@ func (n *nodeSet) releaseRing(slot, owner uint32) error {
 		return fmt.Errorf("release ring slot %d: %w", slot, err)
 	}
 	if o.OwnerPid != owner {
+		return nil
+	}
+	free := 0
+	if slots, err := n.ringSlots(); err == nil {
+		for _, s := range slots {
+			if s.RingSize != 0 && (s.OwnerPid == 0 || !ownerAlive(int(s.OwnerPid), s.OwnerStart)) {
+				free++
+			}
+		}
+	}
+	if free >= maxFreeRings {
+		// Empty, then drop the ring: an empty slot never has a ring to
+		// be claimed by mistake.
+		if err := owners.Update(slot, vbpf.RingOwner{}, ebpf.UpdateExist); err != nil {
+			return fmt.Errorf("release ring slot %d: %w", slot, err)
+		}
+		if err := n.maps[vbpf.MapRings].Delete(slot); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("free ring of slot %d: %w", slot, err)
+		}
 		return nil
 	}
 	if err := owners.Update(slot, vbpf.RingOwner{RingSize: o.RingSize}, ebpf.UpdateExist); err != nil {

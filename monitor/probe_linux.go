@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/features"
 	"golang.org/x/sys/unix"
+
+	vbpf "github.com/vordr-project/vordr/bpf"
 )
 
 // Probe tries every mechanism vordr may use and reports what works and which
@@ -56,6 +59,7 @@ func Probe() Capabilities {
 		return nil
 	}()
 	setOK := add("program-set", setErr, "tp_btf sched_process_exec/exit/fork, cgroup sock_addr, raw_tp sys_enter load")
+	c.Checks = append(c.Checks, Check{Name: "node-set", OK: true, Detail: NodeSetStatus(Options{})})
 
 	cgOK := add("cgroup-sock-addr", features.HaveProgramType(ebpf.CGroupSockAddr), "cgroup/connect4/6, sendmsg4/6, bind4/6")
 	lsmErr := features.HaveProgramType(ebpf.LSM)
@@ -131,6 +135,50 @@ func shortErr(err error) string {
 	s := err.Error()
 	if i := strings.LastIndex(s, ": "); i >= 0 && len(s)-i < 60 {
 		return s[i+2:]
+	}
+	return s
+}
+
+// NodeSetStatus says whether the node's program set is pinned, how many
+// containers it guards and how many ring buffers its pool holds. An idle set
+// stays pinned by design (docs/monitoring.md): loading it again costs the
+// next container's start the verifier's time.
+func NodeSetStatus(o Options) string {
+	o.defaults()
+	dir := filepath.Join(o.PinDir, vbpf.Version())
+	if _, err := os.Stat(filepath.Join(dir, completeMarker)); err != nil {
+		return "not loaded (the first guarded container loads and pins it)"
+	}
+	var guarded, stale, rings int
+	if m, err := ebpf.LoadPinnedMap(filepath.Join(dir, "map_"+vbpf.MapContainers), &ebpf.LoadPinOptions{ReadOnly: true}); err == nil {
+		var (
+			k uint64
+			v vbpf.Container
+		)
+		for it := m.Iterate(); it.Next(&k, &v); {
+			if ownerAlive(int(v.OwnerPid), v.OwnerStart) {
+				guarded++
+			} else {
+				stale++
+			}
+		}
+		m.Close()
+	}
+	if m, err := ebpf.LoadPinnedMap(filepath.Join(dir, "map_"+vbpf.MapRingOwners), &ebpf.LoadPinOptions{ReadOnly: true}); err == nil {
+		for slot := uint32(0); slot < m.MaxEntries(); slot++ {
+			var ow vbpf.RingOwner
+			if m.Lookup(slot, &ow) == nil && ow.RingSize != 0 {
+				rings++
+			}
+		}
+		m.Close()
+	}
+	s := fmt.Sprintf("pinned at %s: %d guarded containers, %d ring buffers (%d KiB) in the pool", dir, guarded, rings, rings*vbpf.RingSize/1024)
+	if stale > 0 {
+		s += fmt.Sprintf(", %d entries of dead shims (collected at the next attach)", stale)
+	}
+	if guarded == 0 {
+		s += "; idle, and kept loaded so the next container does not pay the verifier (remove it with `rm -r " + dir + "` when no vordr container runs)"
 	}
 	return s
 }

@@ -154,9 +154,10 @@ func TestRuncContainerStrict(t *testing.T) {
 	output := string(b)
 	t.Logf("container output:\n%s", output)
 
-	// The first exec the guard saw is the entrypoint's (fanotify events of
-	// its children may be delivered before it: the two sources interleave).
-	first := c.waitFor(t, "exec", func(e Event) bool { return e.Kind == KindExec })
+	// The first exec the guard's exec tracepoint saw is the entrypoint's
+	// (fanotify events of its children may be delivered before it: the two
+	// sources interleave).
+	first := c.waitFor(t, "exec", func(e Event) bool { return e.Kind == KindExec && strings.HasPrefix(e.Mechanism, "bpf:") })
 	if first.PID != rs.Pid || first.Path != "/bin/busybox" {
 		t.Errorf("the entrypoint exec is not the first exec the guard saw:%s", summarize(c.snapshot()))
 	}

@@ -157,6 +157,10 @@ func (p *printer) line(data []byte) error {
 func render(e monitor.Event, raw []byte) string {
 	ts := e.Time.Local().Format(time.TimeOnly + ".000")
 	head := fmt.Sprintf("%s %-8s %s", ts, e.Kind, e.ContainerID)
+	if e.Count > 1 {
+		// Identical audit events, counted (first pid shown).
+		head += fmt.Sprintf(" ×%d (until %s)", e.Count, e.Last.Local().Format(time.TimeOnly+".000"))
+	}
 	switch e.Kind {
 	case monitor.KindGuard:
 		keys := make([]string, 0, len(e.Mechanisms))

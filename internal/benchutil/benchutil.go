@@ -5,7 +5,9 @@ package benchutil
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 
 	containerd "github.com/containerd/containerd/v2/client"
@@ -32,10 +34,10 @@ func UnloadGuardSetAfter() func() {
 	}
 }
 
-// ImportBusybox imports the busybox test image as ref into the daemon's
-// namespace and unpacks it into overlayfs.
-func ImportBusybox(ctx context.Context, d *daemon.Daemon, ref string) error {
-	img, err := testimage.Busybox(testimage.Options{Name: ref})
+// ImportBusybox imports the busybox test image as ref, with files added,
+// into the daemon's namespace and unpacks it into overlayfs.
+func ImportBusybox(ctx context.Context, d *daemon.Daemon, ref string, files ...testimage.File) error {
+	img, err := testimage.Busybox(testimage.Options{Name: ref, Files: files})
 	if err != nil {
 		return err
 	}
@@ -64,4 +66,20 @@ func ImportBusybox(ctx context.Context, d *daemon.Daemon, ref string) error {
 		}
 	}
 	return nil
+}
+
+// AttackTool builds the test workload (integration/testdata/attack) for the
+// image at /bin/vordr-attack: benchmarks run its storms inside containers.
+func AttackTool(dir string) (testimage.File, error) {
+	tool := filepath.Join(dir, "vordr-attack")
+	build := exec.Command("go", "build", "-trimpath", "-o", tool, "./integration/testdata/attack")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false")
+	if b, err := build.CombinedOutput(); err != nil {
+		return testimage.File{}, fmt.Errorf("build the attack workload: %v: %s", err, b)
+	}
+	bin, err := os.ReadFile(tool)
+	if err != nil {
+		return testimage.File{}, err
+	}
+	return testimage.File{Path: "/bin/vordr-attack", Mode: 0o755, Content: bin}, nil
 }

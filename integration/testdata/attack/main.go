@@ -96,6 +96,30 @@ func main() {
 			d[i] = time.Since(start)
 		}
 		fmt.Printf("FIRSTEXEC %d %d\n", d[0].Microseconds(), d[1].Microseconds())
+	case "connstorm":
+		// n TCP connects to a loopback listener (accepted and closed);
+		// prints milliseconds.
+		n, err := strconv.Atoi(arg(2))
+		check(err)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		check(err)
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+		addr := ln.Addr().String()
+		start := time.Now()
+		for i := 0; i < n; i++ {
+			c, err := net.Dial("tcp", addr)
+			check(err)
+			c.Close()
+		}
+		fmt.Printf("CONNSTORM %.3f\n", float64(time.Since(start).Microseconds())/1000)
 	case "openstorm":
 		n, err := strconv.Atoi(arg(2))
 		check(err)
