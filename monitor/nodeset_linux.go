@@ -347,26 +347,27 @@ func (n *nodeSet) removeEntry(cgid uint64) {
 	}
 }
 
-// ringSlots reads every slot's owner record in one batch: a filled slot
-// has RingSize != 0, a free one OwnerPid 0 (or a dead owner).
+// ringSlots reads the owner records of the pool's filled slots, which are
+// always a prefix of the array (slots fill in order and the pool shrinks
+// from the top): one lookup per ring, not per possible slot.
 func (n *nodeSet) ringSlots() ([]vbpf.RingOwner, error) {
 	m := n.maps[vbpf.MapRingOwners]
-	size := int(m.MaxEntries())
-	keys := make([]uint32, size)
-	vals := make([]vbpf.RingOwner, size)
-	var cursor ebpf.MapBatchCursor
-	got := 0
-	for got < size {
-		c, err := m.BatchLookup(&cursor, keys[got:], vals[got:], nil)
-		got += c
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
+	var slots []vbpf.RingOwner
+	for slot := uint32(0); slot < m.MaxEntries(); slot++ {
+		var o vbpf.RingOwner
+		if err := m.Lookup(slot, &o); err != nil {
+			return nil, fmt.Errorf("read ring slot %d: %w", slot, err)
+		}
+		if o.RingSize == 0 {
 			break
 		}
-		if err != nil {
-			return nil, fmt.Errorf("read ring slots: %w", err)
-		}
+		slots = append(slots, o)
 	}
-	return vals[:got], nil
+	return slots, nil
+}
+
+func ringFree(o vbpf.RingOwner) bool {
+	return o.OwnerPid == 0 || !ownerAlive(int(o.OwnerPid), o.OwnerStart)
 }
 
 // maxFreeRings is how many unused rings the pool keeps for the next
@@ -386,15 +387,8 @@ func (n *nodeSet) claimRing(owner uint32, start uint64) (uint32, *ebpf.Map, erro
 	if err != nil {
 		return 0, nil, err
 	}
-	empty := -1
 	for i, o := range slots {
-		if o.RingSize == 0 {
-			if empty < 0 {
-				empty = i
-			}
-			continue
-		}
-		if o.OwnerPid != 0 && ownerAlive(int(o.OwnerPid), o.OwnerStart) {
+		if !ringFree(o) {
 			continue
 		}
 		slot := uint32(i)
@@ -412,10 +406,10 @@ func (n *nodeSet) claimRing(owner uint32, start uint64) (uint32, *ebpf.Map, erro
 		}
 		return slot, ring, nil
 	}
-	if empty < 0 {
+	if len(slots) == int(rings.MaxEntries()) {
 		return 0, nil, fmt.Errorf("all %d ring slots of the node are taken (one per guarded container)", len(slots))
 	}
-	slot := uint32(empty)
+	slot := uint32(len(slots))
 	ring, err := ebpf.NewMap(&ebpf.MapSpec{Name: "vordr_ring", Type: ebpf.RingBuf, MaxEntries: vbpf.RingSize})
 	if err != nil {
 		return 0, nil, fmt.Errorf("create ring buffer: %w", err)
@@ -435,8 +429,9 @@ func (n *nodeSet) claimRing(owner uint32, start uint64) (uint32, *ebpf.Map, erro
 
 // releaseRing gives a slot back to the pool if owner still holds it. The
 // ring stays for the next container, unless the pool already keeps
-// maxFreeRings unused ones: then it is freed (one RCU wait, paid only while
-// a node shrinks from a peak). Must run under the node lock.
+// maxFreeRings unused ones: then free rings at the top of the pool are
+// dropped (one RCU wait each, paid only while a node shrinks from a peak).
+// Must run under the node lock.
 func (n *nodeSet) releaseRing(slot, owner uint32) error {
 	owners := n.maps[vbpf.MapRingOwners]
 	var o vbpf.RingOwner
@@ -446,27 +441,29 @@ func (n *nodeSet) releaseRing(slot, owner uint32) error {
 	if o.OwnerPid != owner {
 		return nil
 	}
-	free := 0
-	if slots, err := n.ringSlots(); err == nil {
-		for _, s := range slots {
-			if s.RingSize != 0 && (s.OwnerPid == 0 || !ownerAlive(int(s.OwnerPid), s.OwnerStart)) {
-				free++
-			}
-		}
-	}
-	if free >= maxFreeRings {
-		// Empty, then drop the ring: an empty slot never has a ring to
-		// be claimed by mistake.
-		if err := owners.Update(slot, vbpf.RingOwner{}, ebpf.UpdateExist); err != nil {
-			return fmt.Errorf("release ring slot %d: %w", slot, err)
-		}
-		if err := n.maps[vbpf.MapRings].Delete(slot); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("free ring of slot %d: %w", slot, err)
-		}
-		return nil
-	}
 	if err := owners.Update(slot, vbpf.RingOwner{RingSize: o.RingSize}, ebpf.UpdateExist); err != nil {
 		return fmt.Errorf("release ring slot %d: %w", slot, err)
+	}
+	slots, err := n.ringSlots()
+	if err != nil {
+		return err
+	}
+	free := 0
+	for _, s := range slots {
+		if ringFree(s) {
+			free++
+		}
+	}
+	for top := len(slots) - 1; top >= 0 && free > maxFreeRings && ringFree(slots[top]); top-- {
+		// Empty, then drop the ring: an empty slot never holds a ring
+		// that could be claimed by mistake.
+		if err := owners.Update(uint32(top), vbpf.RingOwner{}, ebpf.UpdateExist); err != nil {
+			return fmt.Errorf("shrink ring pool at slot %d: %w", top, err)
+		}
+		if err := n.maps[vbpf.MapRings].Delete(uint32(top)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("free ring of slot %d: %w", top, err)
+		}
+		free--
 	}
 	return nil
 }
