@@ -5,8 +5,10 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	containerd "github.com/containerd/containerd/v2/client"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,7 +55,25 @@ func profileFileRuntime(t *testing.T, p *monitor.Profile) runtimeCase {
 }
 
 // events reads a container's event log (complete once the task is deleted).
+// events returns a deleted container's event log once it is complete: the
+// shim closes the guard and writes the summary just after Delete returns,
+// and a killed shim's log ends with the "guard lost" record.
 func events(t *testing.T, d *daemon.Daemon, id string) []monitor.Event {
+	t.Helper()
+	var out []monitor.Event
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		out = readEvents(t, d, id)
+		if n := len(out); n > 0 && (out[n-1].Kind == "summary" || alertRule(monitor.RuleGuardDegraded)(out[n-1])) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("no events logged for %s in %s", id, d.EventsDir)
+	}
+	return out
+}
+
+func readEvents(t *testing.T, d *daemon.Daemon, id string) []monitor.Event {
 	t.Helper()
 	var out []monitor.Event
 	err := eventlog.Read(d.EventsDir, d.Namespace, id, func(line []byte) error {
@@ -66,11 +86,8 @@ func events(t *testing.T, d *daemon.Daemon, id string) []monitor.Event {
 		}
 		return nil
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		t.Fatal(err)
-	}
-	if len(out) == 0 {
-		t.Fatalf("no events logged for %s in %s", id, d.EventsDir)
 	}
 	return out
 }
@@ -493,6 +510,7 @@ func TestVordrEventsCLI(t *testing.T) {
 	time.Sleep(300 * time.Millisecond) // subscribed before the container runs
 
 	_, _, id := runIn(t, profileRuntime("balanced"), []string{"cat", "/etc/shadow"})
+	events(t, shared, id) // the log is complete
 	out, err := exec.Command(bin, "events", "--dir", shared.EventsDir, "--namespace", shared.Namespace, "--container", id).CombinedOutput()
 	if err != nil {
 		t.Fatalf("vordr events: %v\n%s", err, out)

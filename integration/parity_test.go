@@ -316,5 +316,3 @@ func TestParityCheckpoint(t *testing.T) {
 		return o
 	})
 }
-
-

@@ -13,10 +13,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/vordr-project/vordr/eventlog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/vordr-project/vordr/ctp"
 	"github.com/vordr-project/vordr/internal/benchutil"
@@ -211,6 +213,7 @@ func verified(d *daemon.Daemon, binDir, archive string, ctr func(args ...string)
 	}
 
 	step("what the guard saw, from its first instruction (vordr events)")
+	waitSummary(filepath.Join(d.Dir, "events"), d.Namespace, "guarded")
 	if _, err := vordr("events", "--dir", filepath.Join(d.Dir, "events"), "--namespace", d.Namespace, "--container", "guarded"); err != nil {
 		return err
 	}
@@ -243,4 +246,19 @@ func indent(s string) string {
 		return ""
 	}
 	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ") + "\n"
+}
+
+// waitSummary waits (at most 10 s) until a container's event log ends with
+// its summary: the shim closes the guard just after the task is deleted.
+func waitSummary(dir, ns, id string) {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		done := false
+		_ = eventlog.Read(dir, ns, id, func(line []byte) error {
+			done = bytes.Contains(line, []byte(`"kind":"summary"`))
+			return nil
+		})
+		if done {
+			return
+		}
+	}
 }

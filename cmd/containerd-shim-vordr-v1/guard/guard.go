@@ -40,9 +40,9 @@ func init() {
 	task.RegisterHook(task.HookFactory{
 		Name: "guard",
 		New: func(ic *plugin.InitContext, publisher shim.Publisher) (task.Hook, error) {
-			h := &hook{out: newOutbox(publisher), state: map[string]*guarded{}}
+			h := &hook{out: newOutbox(publisher), state: map[string]*guarded{}, tearing: map[string]chan struct{}{}}
 			if ss, err := ic.GetByID(plugins.InternalPlugin, "shutdown"); err == nil {
-				ss.(shutdown.Service).RegisterCallback(h.out.close)
+				ss.(shutdown.Service).RegisterCallback(h.shutdown)
 			}
 			// Open the node's program set while containerd prepares the
 			// Create request, so the attach only checks it is current.
@@ -73,6 +73,10 @@ type hook struct {
 
 	mu    sync.Mutex
 	state map[string]*guarded // by namespace/id
+	// tearing: guards being closed after Delete returned, by namespace/id;
+	// closing counts them for shutdown.
+	tearing map[string]chan struct{}
+	closing sync.WaitGroup
 }
 
 // guarded is one container's guard state.
@@ -83,6 +87,10 @@ type guarded struct {
 	webhook *webhook
 	pumped  chan struct{}
 	pinned  []monitor.PinnedSource // bind sources checked at PreCreate
+	// logReady closes once log (or logErr) is set: the log is opened while
+	// runc creates the container.
+	logReady chan struct{}
+	logErr   error
 }
 
 // LostMarker is the bundle file naming a guarded container's event log
@@ -143,10 +151,48 @@ func (h *hook) PreCreate(ctx context.Context, c *task.Container) error {
 	if err := p.ApplySpec(c.Spec, opts...); err != nil {
 		return fmt.Errorf("apply security profile %q: %w", p.Name, err)
 	}
+	g := &guarded{profile: p, pinned: pinned, logReady: make(chan struct{})}
 	h.mu.Lock()
-	h.state[key(c)] = &guarded{profile: p, pinned: pinned}
+	h.state[key(c)] = g
 	h.mu.Unlock()
+	// Open the event log while runc creates the container: file creation
+	// is disk I/O that Create need not wait for twice.
+	go func() {
+		defer close(g.logReady)
+		h.waitTeardown(key(c)) // a previous container of this id still closing its log
+		ev := c.Config.Events
+		g.log, g.logErr = eventlog.Create(ev.Dir, c.Namespace, c.ID, ev.MaxFileBytes, ev.MaxFiles)
+		if g.logErr == nil {
+			// Where this container's log is, for `shim delete` after a
+			// dead shim (it writes the "guard lost" record the dead shim
+			// could not).
+			_ = os.WriteFile(filepath.Join(c.Bundle, LostMarker), []byte(g.log.Path()), 0o600)
+		}
+	}()
 	return nil
+}
+
+// waitTeardown waits until a guard of key closed after its Delete has done so.
+func (h *hook) waitTeardown(k string) {
+	h.mu.Lock()
+	ch := h.tearing[k]
+	h.mu.Unlock()
+	if ch != nil {
+		<-ch
+	}
+}
+
+// shutdown lets the guards closing after Delete finish, then publishes what
+// is queued: the shim exits after its callbacks.
+func (h *hook) shutdown(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { h.closing.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return h.out.close(ctx)
 }
 
 // runReaped runs a helper through the shim's reaper, which collects every
@@ -179,12 +225,12 @@ func (h *hook) PostCreate(ctx context.Context, c *task.Container) error {
 	if err := monitor.VerifyPinned(c.Pid, g.pinned); err != nil {
 		return err
 	}
-	ev := c.Config.Events
-	w, err := eventlog.Create(ev.Dir, c.Namespace, c.ID, ev.MaxFileBytes, ev.MaxFiles)
-	if err != nil {
-		return err
+	<-g.logReady
+	if g.logErr != nil {
+		return g.logErr
 	}
-	g.log = w
+	w := g.log
+	ev := c.Config.Events
 	// Logs of deleted containers would pile up (rotation bounds a file's
 	// size, not their number): prune this namespace's, off the Create path.
 	go func() {
@@ -195,9 +241,6 @@ func (h *hook) PostCreate(ctx context.Context, c *task.Container) error {
 			log.G(ctx).WithField("containers", len(removed)).Debug("vordr: pruned event logs of deleted containers")
 		}
 	}()
-	// Where this container's log is, for `shim delete` after a dead shim
-	// (it writes the "guard lost" record the dead shim could not).
-	_ = os.WriteFile(filepath.Join(c.Bundle, LostMarker), []byte(w.Path()), 0o600)
 	if ev.Webhook != "" {
 		g.webhook = newWebhook(ev.Webhook)
 	}
@@ -309,16 +352,52 @@ func (h *hook) PreExec(ctx context.Context, c *task.Container, execID string, p 
 }
 
 // Deleted closes the guard (removing its map entries, links and marks),
-// writes its final counters and closes the event log.
+// writes its final counters and closes the event log — after Delete has
+// returned: runc has removed the container and its cgroup, nothing of it is
+// left to guard, and containerd need not wait the milliseconds this takes.
+// The shim does not exit before it is done (shutdown), and a new container
+// of the same id waits for it (waitTeardown).
 func (h *hook) Deleted(ctx context.Context, c *task.Container) {
+	k := key(c)
 	h.mu.Lock()
-	g := h.state[key(c)]
-	delete(h.state, key(c))
-	h.mu.Unlock()
+	g := h.state[k]
+	delete(h.state, k)
 	if g == nil {
+		h.mu.Unlock()
 		return
 	}
+	done := make(chan struct{})
+	prev := h.tearing[k]
+	h.tearing[k] = done
+	h.closing.Add(1)
+	h.mu.Unlock()
+	ctx = context.WithoutCancel(ctx)
+	go func() {
+		defer h.closing.Done()
+		defer func() {
+			h.mu.Lock()
+			if h.tearing[k] == done {
+				delete(h.tearing, k)
+			}
+			h.mu.Unlock()
+			close(done)
+		}()
+		defer func() {
+			if r := recover(); r != nil {
+				log.G(ctx).WithFields(log.Fields{"id": c.ID, "panic": r, "stack": string(debug.Stack())}).Error("vordr: closing the guard panicked")
+			}
+		}()
+		if prev != nil {
+			<-prev
+		}
+		h.teardown(ctx, c, g)
+	}()
+}
+
+func (h *hook) teardown(ctx context.Context, c *task.Container, g *guarded) {
+	<-g.logReady
 	if g.guard != nil {
+		start := time.Now()
 		stats := g.guard.Stats()
 		if err := g.guard.Close(); err != nil {
 			log.G(ctx).WithError(err).WithField("id", c.ID).Error("vordr: close guard")
@@ -330,7 +409,7 @@ func (h *hook) Deleted(ctx context.Context, c *task.Container) {
 			"event": "detached", "container_id": c.ID, "namespace": c.Namespace, "stats": stats,
 		}, map[string]string{"event": "detached", "container": c.ID,
 			"seen": fmt.Sprint(stats.Seen), "dropped": fmt.Sprint(stats.Dropped), "alerts": fmt.Sprint(stats.Alerts)})
-		log.G(ctx).WithFields(log.Fields{"id": c.ID, "seen": stats.Seen, "dropped": stats.Dropped, "lost": stats.Lost, "alerts": stats.Alerts}).Info("vordr: guard detached")
+		log.G(ctx).WithFields(log.Fields{"id": c.ID, "seen": stats.Seen, "dropped": stats.Dropped, "lost": stats.Lost, "alerts": stats.Alerts, "took": time.Since(start)}).Info("vordr: guard detached")
 	}
 	_ = os.Remove(filepath.Join(c.Bundle, LostMarker))
 	if g.log != nil {
