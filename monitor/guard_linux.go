@@ -61,7 +61,7 @@ type Options struct {
 	// LockPath serialises loading and unloading across processes
 	// (default /run/vordr/bpf.lock).
 	LockPath string
-	// Buffer is the capacity of the Events channel (default 4096).
+	// Buffer is the capacity of the Events channel (default 512: the ring batches and aggregates storms).
 	Buffer int
 	// PollInterval is how often counters are read for the anomaly
 	// detector (default 250 ms).
@@ -93,7 +93,7 @@ func (o *Options) defaults() {
 		o.LockPath = defaultLockPath
 	}
 	if o.Buffer == 0 {
-		o.Buffer = 4096
+		o.Buffer = 512
 	}
 	if o.PollInterval == 0 {
 		o.PollInterval = 250 * time.Millisecond

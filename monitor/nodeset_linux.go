@@ -140,15 +140,15 @@ func (n *nodeSet) close() {
 	}
 }
 
-var specOnce = sync.OnceValues(vbpf.Spec)
-
-// loadSpec returns a private copy of the parsed, embedded collection spec.
+// loadSpec parses the embedded object. Not cached: only loading the set
+// needs it (once per node, not per attach), and the parsed object with its
+// BTF is half a megabyte a long-lived shim should not keep.
 func loadSpec() (*ebpf.CollectionSpec, error) {
-	s, err := specOnce()
+	s, err := vbpf.Spec()
 	if err != nil {
 		return nil, fmt.Errorf("parse embedded eBPF object (rebuild vordr): %w", err)
 	}
-	return s.Copy(), nil
+	return s, nil
 }
 
 // withLock runs fn holding the node-wide lock.

@@ -10,6 +10,8 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/vordr-project/vordr/config"
 )
 
 // warmCodecs encodes and decodes a typical OCI spec once, off the request
@@ -47,4 +49,23 @@ func warmCodecs() {
 	if pd, err := json.Marshal(s.Process); err == nil {
 		_ = json.Unmarshal(pd, &p)
 	}
+	// The runtime config's TOML decoder, and the built-in profiles (parsed
+	// on first use): the same first-use cost, paid here.
+	if cfg, err := config.Parse([]byte(warmConfig), "warm-up"); err == nil {
+		_, _ = cfg.Select(nil)
+	}
 }
+
+// warmConfig touches every section of the runtime config.
+const warmConfig = `profile = "balanced"
+[runc]
+Root = "/run/vordr-warm"
+[events]
+dir = "/run/vordr-warm"
+[gate]
+cache_dir = "/run/vordr-warm"
+[annotations]
+profiles = ["strict"]
+[trust]
+runtime_options = "operator"
+`
