@@ -6,6 +6,10 @@ cd "$(dirname "$0")/.."
 mkdir -p bench/results
 echo "== runtime: ctr run --rm latency and shim RSS, vordr vs runc.v2"
 go run ./bench/runtime -runs "${RUNS:-30}" -shim-dir bin -json bench/results/runtime.json
+echo "== event pipeline: in-container exec and connect storms, default profile vs runc.v2"
+go run ./bench/events -runs "${RUNS_EVENTS:-5}" -shim-dir bin -json bench/results/events.json
+echo "== idle: shim wake-ups and CPU per idle container, vordr vs runc.v2"
+go run ./bench/idle -shim-dir bin
 echo "== exec appraisal: strict with a verified image vs runc.v2 (exec storm, first exec, open storm)"
 go run ./bench/appraisal -runs "${RUNS_APPRAISAL:-5}" -shim-dir bin -json bench/results/appraisal.json
 for s in bench/*.sh; do

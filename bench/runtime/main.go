@@ -67,18 +67,25 @@ func run(runs int, shimDir, jsonOut string) error {
 	if err != nil {
 		return err
 	}
-	// The same runtime three ways: the control, vordr with the dev profile
-	// (guard attached, spec as given: the wrapper's own cost) and vordr with
-	// the default balanced profile (seccomp filter and capability changes in
-	// the spec, fanotify marks).
+	// The control, then vordr with the dev profile (guard attached, spec as
+	// given: the wrapper's own cost), with the default profile (balanced:
+	// spec as given, guard with fanotify observation marks) and with strict.
 	devCfg := filepath.Join(d.Dir, "vordr-dev.toml")
 	if err := os.WriteFile(devCfg, []byte(d.VordrTOML(`profile = "dev"`)), 0o600); err != nil {
 		return err
 	}
+	strictCfg := filepath.Join(d.Dir, "vordr-strict.toml")
+	if err := os.WriteFile(strictCfg, []byte(d.VordrTOML(`profile = "strict"`)), 0o600); err != nil {
+		return err
+	}
+	// ctr run gives runc.v2 no seccomp filter and the default profile
+	// leaves the spec as given: both run with the same (no) filter. strict
+	// adds a filter and more, for information.
 	variants := []variant{
 		{"io.containerd.runc.v2", []string{"--runtime", "io.containerd.runc.v2", "--runc-root", d.RuncRoot}},
 		{"vordr.v1 (dev)", []string{"--runtime", "io.containerd.vordr.v1", "--runtime-config-path", devCfg}},
-		{"vordr.v1 (balanced)", []string{"--runtime", "io.containerd.vordr.v1"}},
+		{"vordr.v1 (default)", []string{"--runtime", "io.containerd.vordr.v1"}},
+		{"vordr.v1 (strict)", []string{"--runtime", "io.containerd.vordr.v1", "--runtime-config-path", strictCfg}},
 	}
 	samples := map[string][]float64{}
 	n := len(variants)
