@@ -35,7 +35,7 @@ for i in $(seq 0 7); do
 	head -c "$(( per * 1024 * 1024 ))" /dev/urandom > "$work/rootfs/file$i"
 done
 
-"$vordr" ctp keygen "$work/release" >/dev/null
+"$vordr" ctp keygen --no-encrypt "$work/release" >/dev/null
 cat > "$work/policy.toml" <<POL
 version = 1
 mode = "strict"

@@ -529,6 +529,51 @@ func TestVordrEventsCLI(t *testing.T) {
 	})
 }
 
+// TestVordrEventsByName: `vordr events --container` takes what users have at
+// hand — an id prefix, or the name nerdctl or Kubernetes gave the container
+// — and exits 1 when nothing matches instead of printing nothing.
+func TestVordrEventsByName(t *testing.T) {
+	bin := vordrBinary(t)
+	e := newEnv(t, shared, profileRuntime("balanced"))
+	id := uniqueID(t)
+	img, err := e.c.GetImage(e.ctx, testImage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctr, err := e.c.NewContainer(e.ctx, id, containerd.WithImage(img), containerd.WithNewSnapshot(id, img),
+		containerd.WithNewSpec(oci.WithImageConfig(img), oci.WithProcessArgs("true")),
+		containerd.WithRuntime(e.rt.runtime, e.rt.options(e.d)),
+		containerd.WithContainerLabels(map[string]string{"nerdctl/name": "web-" + id}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ctr.Delete(e.ctx, containerd.WithSnapshotCleanup)
+	if code, _ := e.runTask(ctr); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	events(t, shared, id) // complete
+	vordrEvents := func(container string) (string, int) {
+		cmd := exec.Command(bin, "events", "--dir", shared.EventsDir, "--namespace", shared.Namespace, "--address", shared.Address, "--container", container)
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return string(out), ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(out), 0
+	}
+	for _, name := range []string{id, id[:len(id)-1], "web-" + id} {
+		if out, code := vordrEvents(name); code != 0 || !strings.Contains(out, "exec") || !strings.Contains(out, id) {
+			t.Errorf("vordr events --container %s: exit %d\n%s", name, code, out)
+		}
+	}
+	if out, code := vordrEvents("no-such-container-" + id); code != 1 || !strings.Contains(out, "no container") {
+		t.Errorf("vordr events for an unknown name: exit %d, want 1 with a message\n%s", code, out)
+	}
+}
+
 // TestGuardForbiddenSyscallReported: a syscall the profile denies fails with
 // EPERM inside and is reported through the shim's seccomp agent.
 func TestGuardForbiddenSyscallReported(t *testing.T) {

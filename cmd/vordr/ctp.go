@@ -68,12 +68,27 @@ func exitFor(err error) error {
 	return cli.Exit(err.Error(), exitUsage)
 }
 
-// passFunc reads a key passphrase from $VORDR_PASSPHRASE or, on a terminal,
-// from a prompt. Without either, keys are not encrypted / cannot be opened.
+// cosignPassphraseEnv is cosign's variable: a cosign user's scripts set it.
+const cosignPassphraseEnv = "COSIGN_PASSWORD"
+
+// envPassphrase returns the passphrase from $VORDR_PASSPHRASE or
+// $COSIGN_PASSWORD (set, even empty, counts).
+func envPassphrase() ([]byte, bool) {
+	for _, v := range []string{passphraseEnv, cosignPassphraseEnv} {
+		if pw, ok := os.LookupEnv(v); ok {
+			return []byte(pw), true
+		}
+	}
+	return nil, false
+}
+
+// passFunc reads a key passphrase from $VORDR_PASSPHRASE, $COSIGN_PASSWORD
+// or, on a terminal, from a prompt. Without any it returns nil, which the
+// keys package turns into an error that says what to set.
 func passFunc(prompt bool) keys.PassFunc {
 	return func(confirm bool) ([]byte, error) {
-		if pw, ok := os.LookupEnv(passphraseEnv); ok {
-			return []byte(pw), nil
+		if pw, ok := envPassphrase(); ok {
+			return pw, nil
 		}
 		if !prompt || !term.IsTerminal(int(os.Stdin.Fd())) {
 			return nil, nil
@@ -103,7 +118,8 @@ var ctpKeygenCommand = &cli.Command{
 	ArgsUsage: "[PREFIX]",
 	Flags: []cli.Flag{
 		&cli.StringFlag{Name: "type", Value: string(keys.Ed25519), Usage: "ed25519 or ecdsa-p256"},
-		&cli.BoolFlag{Name: "encrypt", Usage: "encrypt the private key with a passphrase ($" + passphraseEnv + " or a prompt)"},
+		&cli.BoolFlag{Name: "encrypt", Value: true, Usage: "encrypt the private key with a passphrase ($" + cosignPassphraseEnv + " or $" + passphraseEnv + ", or a prompt); the default"},
+		&cli.BoolFlag{Name: "no-encrypt", Usage: "write the private key unencrypted (protect it by other means)"},
 		&cli.BoolFlag{Name: "force", Usage: "overwrite existing files"},
 	},
 	Action: func(c *cli.Context) error {
@@ -115,10 +131,10 @@ var ctpKeygenCommand = &cli.Command{
 			return cli.Exit("keygen takes one PREFIX", exitUsage)
 		}
 		var pf keys.PassFunc
-		if c.Bool("encrypt") {
+		if c.Bool("encrypt") && !c.Bool("no-encrypt") {
 			pf = passFunc(true)
-			if _, ok := os.LookupEnv(passphraseEnv); !ok && !term.IsTerminal(int(os.Stdin.Fd())) {
-				return cli.Exit("--encrypt needs $"+passphraseEnv+" or a terminal", exitUsage)
+			if _, ok := envPassphrase(); !ok && !term.IsTerminal(int(os.Stdin.Fd())) {
+				return cli.Exit("keygen encrypts the private key: set $"+cosignPassphraseEnv+" (or $"+passphraseEnv+") to its passphrase, run on a terminal to be prompted, or pass --no-encrypt for a plaintext key", exitUsage)
 			}
 		}
 		priv, pub, err := keys.Generate(keys.Algorithm(c.String("type")), pf)

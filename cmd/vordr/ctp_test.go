@@ -37,7 +37,7 @@ func run(t *testing.T, args ...string) (string, int) {
 			code = exitUsage
 		},
 	}
-	if err := app.Run(append([]string{"vordr"}, args...)); err != nil && code == 0 {
+	if err := app.Run(interspersed(app, append([]string{"vordr"}, args...))); err != nil && code == 0 {
 		code = exitUsage
 	}
 	return out.String(), code
@@ -49,9 +49,22 @@ func TestCLIRoundTrip(t *testing.T) {
 	os.MkdirAll(p("rootfs/bin"), 0o755)
 	os.WriteFile(p("rootfs/bin/hello"), []byte("#!/bin/sh\necho hi\n"), 0o755)
 
+	// Keys are encrypted by default: without a passphrase (no terminal
+	// here) keygen says what to set.
+	t.Setenv("VORDR_PASSPHRASE", "")
+	os.Unsetenv("VORDR_PASSPHRASE")
+	t.Setenv("COSIGN_PASSWORD", "")
+	os.Unsetenv("COSIGN_PASSWORD")
+	if _, code := run(t, "ctp", "keygen", p("nopass")); code != exitUsage {
+		t.Errorf("keygen without a passphrase: exit %d, want %d", code, exitUsage)
+	}
+	t.Setenv("COSIGN_PASSWORD", "s3cret") // as a cosign user's scripts do
 	out, code := run(t, "ctp", "keygen", p("release"))
 	if code != 0 || !strings.Contains(out, "key id:      sha256:") {
 		t.Fatalf("keygen: %d %s", code, out)
+	}
+	if b, _ := os.ReadFile(p("release.key")); !strings.Contains(string(b), "ENCRYPTED SIGSTORE PRIVATE KEY") {
+		t.Errorf("keygen wrote a plaintext key by default:\n%s", b)
 	}
 	if _, code := run(t, "ctp", "keygen", "--type", "ecdsa-p256", p("other")); code != 0 {
 		t.Fatal("keygen ecdsa")
@@ -66,6 +79,13 @@ func TestCLIRoundTrip(t *testing.T) {
 	if _, code := run(t, "ctp", "verify", "--key", p("release.pub"), p("app.ctp")); code != exitRejected {
 		t.Errorf("unsigned verify: exit %d", code)
 	}
+	// Signing with the encrypted key and no passphrase: a clear error,
+	// not an ASN.1 one.
+	os.Unsetenv("COSIGN_PASSWORD")
+	if out, code := run(t, "ctp", "sign", "--key", p("release.key"), p("app.ctp")); code == 0 {
+		t.Errorf("sign without the passphrase succeeded: %s", out)
+	}
+	os.Setenv("COSIGN_PASSWORD", "s3cret")
 	if out, code := run(t, "ctp", "sign", "--key", p("release.key"), p("app.ctp")); code != 0 {
 		t.Fatalf("sign: %d %s", code, out)
 	}
@@ -73,6 +93,10 @@ func TestCLIRoundTrip(t *testing.T) {
 	var res ctp.Result
 	if err := json.Unmarshal([]byte(out), &res); err != nil || code != 0 || res.Decision != ctp.Accept || len(res.Predicates) != 2 {
 		t.Fatalf("verify: %d %v %s", code, err, out)
+	}
+	// Flags after the bundle, as cosign users type them.
+	if out, code := run(t, "ctp", "verify", p("app.ctp"), "--key", p("release.pub"), "--json"); code != 0 || !strings.Contains(out, `"decision": "accept"`) {
+		t.Errorf("verify with flags after the bundle: %d %s", code, out)
 	}
 	// Wrong key: exit 1 with the error code in JSON.
 	out, code = run(t, "ctp", "verify", "--json", "--key", p("other.pub"), p("app.ctp"))

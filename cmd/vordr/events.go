@@ -60,8 +60,14 @@ and guard reports as they are published (topics /vordr/alert and /vordr/guard).`
 			if len(ids) == 0 {
 				return fmt.Errorf("no event logs for namespace %q in %s; is the container running under io.containerd.vordr.v1? (--dir, --namespace)", ns, orDefault(dir))
 			}
-		} else if len(eventlog.Files(dir, ns, ids[0])) == 0 && !c.Bool("follow") {
-			return fmt.Errorf("no event log for container %q in namespace %q under %s", ids[0], ns, orDefault(dir))
+		} else if len(eventlog.Files(dir, ns, ids[0])) == 0 {
+			found, tried := resolveContainer(c, dir, ns, ids[0])
+			if len(found) == 0 && !c.Bool("follow") {
+				return cli.Exit(fmt.Sprintf("no container %q in namespace %q has an event log under %s (tried: %s)", ids[0], ns, orDefault(dir), strings.Join(tried, "; ")), 1)
+			}
+			if len(found) > 0 {
+				ids = found
+			}
 		}
 		if !c.Bool("follow") {
 			for _, id := range ids {
@@ -89,6 +95,49 @@ and guard reports as they are published (topics /vordr/alert and /vordr/guard).`
 		}
 		return nil
 	},
+}
+
+// resolveContainer finds the containers a --container value names when it
+// is not an id with a log: a unique prefix of a logged id (as docker and
+// nerdctl shorten ids), or the name a client gave it — nerdctl's
+// nerdctl/name label, or the Kubernetes container or pod name CRI records.
+func resolveContainer(c *cli.Context, dir, ns, name string) (found, tried []string) {
+	logged, _ := eventlog.Containers(dir, ns)
+	has := map[string]bool{}
+	for _, id := range logged {
+		has[id] = true
+		if strings.HasPrefix(id, name) {
+			found = append(found, id)
+		}
+	}
+	tried = append(tried, "an id or id prefix with a log")
+	if len(found) > 0 {
+		return found, tried
+	}
+	tried = append(tried, "the labels nerdctl/name, io.kubernetes.container.name, io.kubernetes.pod.name in containerd at "+c.String("address"))
+	client, ctx, err := connect(c)
+	if err != nil {
+		tried[len(tried)-1] += " (" + err.Error() + ")"
+		return nil, tried
+	}
+	defer client.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var filters []string
+	for _, l := range []string{"nerdctl/name", "io.kubernetes.container.name", "io.kubernetes.pod.name"} {
+		filters = append(filters, fmt.Sprintf("labels.%q==%q", l, name))
+	}
+	recs, err := client.ContainerService().List(ctx, filters...)
+	if err != nil {
+		tried[len(tried)-1] += " (" + err.Error() + ")"
+		return nil, tried
+	}
+	for _, r := range recs {
+		if has[r.ID] {
+			found = append(found, r.ID)
+		}
+	}
+	return found, tried
 }
 
 func orDefault(dir string) string {

@@ -17,12 +17,22 @@ import (
 var commands []*cli.Command
 
 func main() {
+	app := newApp()
+	if err := app.Run(interspersed(app, os.Args)); err != nil {
+		fmt.Fprintln(os.Stderr, "vordr:", err)
+		os.Exit(3)
+	}
+}
+
+func newApp() *cli.App {
 	sort.Slice(commands, func(i, j int) bool { return commands[i].Name < commands[j].Name })
-	app := &cli.App{
+	return &cli.App{
 		Name:     "vordr",
 		Usage:    "verified workloads under per-container eBPF guard for containerd",
 		Version:  version.Version,
 		Commands: commands,
+		// `vordr completion bash|zsh` scripts ask the program for words.
+		EnableBashCompletion: true,
 		// Commands choose their own exit codes through cli.Exit; a plain error is
 		// a usage or I/O problem.
 		ExitErrHandler: func(c *cli.Context, err error) {
@@ -38,9 +48,5 @@ func main() {
 			fmt.Fprintln(os.Stderr, "vordr:", err)
 			os.Exit(3)
 		},
-	}
-	if err := app.Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "vordr:", err)
-		os.Exit(3)
 	}
 }

@@ -12,9 +12,11 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
@@ -58,22 +60,29 @@ func Generate(alg Algorithm, pf PassFunc) (privPEM, pubPEM []byte, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	var pass []byte
-	if pf != nil {
-		if pass, err = pf(true); err != nil {
-			return nil, nil, err
-		}
-	}
-	if len(pass) == 0 {
+	if pf == nil {
 		privPEM, err = cryptoutils.MarshalPrivateKeyToPEM(priv)
 		return privPEM, pubPEM, err
 	}
+	pass, err := pf(true)
+	if err != nil {
+		return nil, nil, err
+	}
+	if pass == nil {
+		return nil, nil, ErrNoPassphrase
+	}
+	// An empty passphrase still encrypts, as cosign does with
+	// COSIGN_PASSWORD="": a plaintext key is asked for with a nil PassFunc.
 	der, err := cryptoutils.MarshalPrivateKeyToEncryptedDER(priv, cryptoutils.StaticPasswordFunc(pass))
 	if err != nil {
 		return nil, nil, err
 	}
 	return cryptoutils.PEMEncode(cryptoutils.EncryptedSigstorePrivateKeyPEMType, der), pubPEM, nil
 }
+
+// ErrNoPassphrase: the private key is encrypted (or is to be) and no
+// passphrase was given.
+var ErrNoPassphrase = errors.New("the private key is encrypted and no passphrase was given: set COSIGN_PASSWORD (or VORDR_PASSPHRASE), or run on a terminal to be prompted")
 
 // KeyID returns "sha256:<hex of DER SubjectPublicKeyInfo>" for pub.
 func KeyID(pub crypto.PublicKey) (string, error) {
@@ -117,8 +126,26 @@ func checkType(pub crypto.PublicKey) error {
 // ParsePrivateKey loads a PEM private key (PKCS#8, SEC 1, or sigstore/cosign
 // encrypted). pf is asked for the passphrase only if the key is encrypted.
 func ParsePrivateKey(pemBytes []byte, pf PassFunc) (*Signer, error) {
+	if b, _ := pem.Decode(pemBytes); b != nil && (strings.HasPrefix(b.Type, "ENCRYPTED ") || b.Headers["Proc-Type"] != "") {
+		// cryptoutils would parse the ciphertext as a key without a
+		// passphrase and fail with an ASN.1 error nobody can act on.
+		inner := pf
+		pf = func(confirm bool) ([]byte, error) {
+			if inner == nil {
+				return nil, ErrNoPassphrase
+			}
+			pw, err := inner(confirm)
+			if err == nil && pw == nil {
+				err = ErrNoPassphrase
+			}
+			return pw, err
+		}
+	}
 	priv, err := cryptoutils.UnmarshalPEMToPrivateKey(pemBytes, pf)
 	if err != nil {
+		if strings.Contains(err.Error(), "decryption failed") {
+			return nil, fmt.Errorf("keys: load private key: wrong passphrase (%w)", err)
+		}
 		return nil, fmt.Errorf("keys: load private key: %w", err)
 	}
 	cs, ok := priv.(crypto.Signer)
