@@ -15,7 +15,7 @@ TEST_TIMEOUT ?= 30m
 
 BINARIES := containerd-shim-vordr-v1 vordr vordr-snapshotter vordr-verifier
 
-.PHONY: all deps build test unit integration bench demo install clean generate fmt vet fuzz
+.PHONY: all deps build test unit integration bench demo install uninstall clean generate fmt vet fuzz
 
 all: build
 
@@ -57,9 +57,44 @@ fuzz: ## longer fuzzing of the bundle reader and the policy parser (seed corpora
 	$(GO) test -run XXX -fuzz FuzzOpen -fuzztime $(FUZZTIME) ./ctp/
 	$(GO) test -run XXX -fuzz FuzzParse -fuzztime $(FUZZTIME) ./ctp/policy/
 
-install: build
-	install -m 0755 $(addprefix $(BIN)/,$(BINARIES)) $(PREFIX)/bin/
-	@if [ "$(INSTALL_TOOLCHAIN)" = 1 ]; then install -m 0755 $(TOOLBIN)/containerd $(TOOLBIN)/ctr $(TOOLBIN)/containerd-shim-runc-v2 $(TOOLBIN)/runc $(PREFIX)/bin/; fi
+# Installation layout; DESTDIR stages a tree for packaging (nothing is written
+# outside it). Existing configs under $(SYSCONFDIR)/vordr are never replaced.
+DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+LIBEXECDIR ?= $(PREFIX)/libexec
+DATADIR ?= $(PREFIX)/share
+MANDIR ?= $(DATADIR)/man
+SYSCONFDIR ?= /etc
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+VERIFIERDIR := $(LIBEXECDIR)/vordr/image-verifier
+CONFIGS := runtime.toml verifier.toml policies/strict.toml policies/permissive.toml
+
+install: build ## install binaries, systemd unit, sample configs, completions, man page (PREFIX, DESTDIR)
+	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(VERIFIERDIR) $(DESTDIR)$(SYSTEMDUNITDIR) \
+		$(DESTDIR)$(DATADIR)/bash-completion/completions $(DESTDIR)$(DATADIR)/zsh/site-functions \
+		$(DESTDIR)$(DATADIR)/fish/vendor_completions.d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(DATADIR)/doc/vordr
+	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/vordr $(DESTDIR)$(SYSCONFDIR)/vordr/policies $(DESTDIR)$(SYSCONFDIR)/vordr/keys
+	install -m 0755 $(BIN)/containerd-shim-vordr-v1 $(BIN)/vordr $(BIN)/vordr-snapshotter $(DESTDIR)$(BINDIR)/
+	install -m 0755 $(BIN)/vordr-verifier $(DESTDIR)$(VERIFIERDIR)/
+	sed 's|@BINDIR@|$(BINDIR)|g' packaging/systemd/vordr-snapshotter.service >$(DESTDIR)$(SYSTEMDUNITDIR)/vordr-snapshotter.service
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/vordr-snapshotter.service
+	@for f in $(CONFIGS); do \
+		if [ -e $(DESTDIR)$(SYSCONFDIR)/vordr/$$f ]; then echo "keeping $(DESTDIR)$(SYSCONFDIR)/vordr/$$f"; \
+		else install -m 0644 packaging/etc/vordr/$$f $(DESTDIR)$(SYSCONFDIR)/vordr/$$f; fi; \
+	done
+	$(BIN)/vordr completion bash >$(DESTDIR)$(DATADIR)/bash-completion/completions/vordr
+	$(BIN)/vordr completion zsh >$(DESTDIR)$(DATADIR)/zsh/site-functions/_vordr
+	$(BIN)/vordr completion fish >$(DESTDIR)$(DATADIR)/fish/vendor_completions.d/vordr.fish
+	$(BIN)/vordr man >$(DESTDIR)$(MANDIR)/man1/vordr.1
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(DATADIR)/doc/vordr/
+	@if [ "$(INSTALL_TOOLCHAIN)" = 1 ]; then install -m 0755 $(TOOLBIN)/containerd $(TOOLBIN)/ctr $(TOOLBIN)/containerd-shim-runc-v2 $(TOOLBIN)/runc $(DESTDIR)$(BINDIR)/; fi
+
+uninstall: ## remove what install put in place (configs under $(SYSCONFDIR)/vordr are kept)
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,containerd-shim-vordr-v1 vordr vordr-snapshotter) $(DESTDIR)$(VERIFIERDIR)/vordr-verifier \
+		$(DESTDIR)$(SYSTEMDUNITDIR)/vordr-snapshotter.service $(DESTDIR)$(DATADIR)/bash-completion/completions/vordr \
+		$(DESTDIR)$(DATADIR)/zsh/site-functions/_vordr $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/vordr.fish $(DESTDIR)$(MANDIR)/man1/vordr.1
+	rm -rf $(DESTDIR)$(DATADIR)/doc/vordr
+	-rmdir $(DESTDIR)$(VERIFIERDIR) $(DESTDIR)$(LIBEXECDIR)/vordr 2>/dev/null
 
 clean:
 	rm -rf $(BIN)
