@@ -38,6 +38,9 @@ type Options struct {
 	CRI bool
 	// ExtraConfig is appended to config.toml (runtime entries, proxy plugins…).
 	ExtraConfig string
+	// Imports are config drop-ins containerd merges into config.toml
+	// (its imports key), as it does /etc/containerd/conf.d/*.toml.
+	Imports []string
 	// Env is added to containerd's environment (and so to every shim's).
 	Env []string
 	// LogLevel of containerd; "debug" when empty, so shim logs are kept.
@@ -149,6 +152,13 @@ func (d *Daemon) VordrTOML(extra string) string {
 func (d *Daemon) config() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "version = 3\nroot = %q\nstate = %q\n", filepath.Join(d.Dir, "root"), filepath.Join(d.Dir, "state"))
+	if len(d.opts.Imports) > 0 {
+		q := make([]string, len(d.opts.Imports))
+		for i, p := range d.opts.Imports {
+			q[i] = fmt.Sprintf("%q", p)
+		}
+		fmt.Fprintf(&b, "imports = [%s]\n", strings.Join(q, ", "))
+	}
 	if !d.opts.CRI {
 		b.WriteString(`disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images", "io.containerd.cri.v1.runtime", "io.containerd.podsandbox.controller.v1.podsandbox"]` + "\n")
 	}
