@@ -81,6 +81,7 @@ struct vordr_container {
 	__u64 killed;
 	__u32 ring_slot; // index into rings (the slot this container owns)
 	__u32 pad2;
+	__u64 last_wake_ns; // when an event last woke the shim (see submit)
 };
 
 // Value of ring_owners: who holds a ring slot. Written and read only by
@@ -213,18 +214,25 @@ static __always_inline struct vordr_container *lookup_container(__u64 *cgid)
 #define VORDR_EVENT_SHORT __builtin_offsetof(struct vordr_event, filename)
 
 // Wake the shim only for what it must act on now (a denial, a kill, drift,
-// set-id, fileless execution), or when the ring is a quarter full. Anything
-// else is read in batches: the shim's poller drains the ring while the
-// container's counters move. A wakeup per exec or connect costs an IPI and
-// two thread switches in the shim, more than the exec's own bookkeeping.
+// set-id, fileless execution), when the ring is a quarter full, or for the
+// first event after a quiet quarter second. Anything else is read in
+// batches: the shim drains the ring while the container's counters move. A
+// wakeup per exec or connect costs an IPI and two thread switches in the
+// shim, more than the exec's own bookkeeping; and an idle container's shim
+// needs no timer to notice that its container woke up.
+#define VORDR_WAKE_GAP_NS (250ULL * 1000 * 1000)
 #define VORDR_URGENT (VORDR_EVF_DENIED | VORDR_EVF_KILLED | VORDR_EVF_DRIFT | VORDR_EVF_SETID | VORDR_EVF_FILELESS)
 
 static __always_inline void submit(struct vordr_container *c, struct vordr_event *e)
 {
 	__u64 flags = BPF_RB_NO_WAKEUP;
+	__u64 now = e->ktime_ns;
 	void *rb = bpf_map_lookup_elem(&rings, &c->ring_slot);
-	if ((e->flags & VORDR_URGENT) || (rb && bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) > VORDR_RING_BYTES / 4))
+	if ((e->flags & VORDR_URGENT) || now - c->last_wake_ns > VORDR_WAKE_GAP_NS ||
+	    (rb && bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) > VORDR_RING_BYTES / 4)) {
 		flags = BPF_RB_FORCE_WAKEUP;
+		c->last_wake_ns = now; // racy between CPUs: at worst one wakeup more
+	}
 	bpf_ringbuf_submit(e, flags);
 }
 

@@ -39,6 +39,7 @@ type vordrVordrContainer struct {
 	Killed       uint64
 	RingSlot     uint32
 	Pad2         uint32
+	LastWakeNs   uint64
 }
 
 type vordrVordrEvent struct {
