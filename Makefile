@@ -76,8 +76,10 @@ install: build ## install binaries, systemd unit, sample configs, completions, m
 	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/vordr $(DESTDIR)$(SYSCONFDIR)/vordr/policies $(DESTDIR)$(SYSCONFDIR)/vordr/keys
 	install -m 0755 $(BIN)/containerd-shim-vordr-v1 $(BIN)/vordr $(BIN)/vordr-snapshotter $(DESTDIR)$(BINDIR)/
 	install -m 0755 $(BIN)/vordr-verifier $(DESTDIR)$(VERIFIERDIR)/
-	sed 's|@BINDIR@|$(BINDIR)|g' packaging/systemd/vordr-snapshotter.service >$(DESTDIR)$(SYSTEMDUNITDIR)/vordr-snapshotter.service
-	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/vordr-snapshotter.service
+	@for u in vordr-snapshotter vordr-metrics; do \
+		sed 's|@BINDIR@|$(BINDIR)|g' packaging/systemd/$$u.service >$(DESTDIR)$(SYSTEMDUNITDIR)/$$u.service; \
+		chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$u.service; \
+	done
 	@for f in $(CONFIGS); do \
 		if [ -e $(DESTDIR)$(SYSCONFDIR)/vordr/$$f ]; then echo "keeping $(DESTDIR)$(SYSCONFDIR)/vordr/$$f"; \
 		else install -m 0644 packaging/etc/vordr/$$f $(DESTDIR)$(SYSCONFDIR)/vordr/$$f; fi; \
@@ -91,7 +93,8 @@ install: build ## install binaries, systemd unit, sample configs, completions, m
 
 uninstall: ## remove what install put in place (configs under $(SYSCONFDIR)/vordr are kept)
 	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,containerd-shim-vordr-v1 vordr vordr-snapshotter) $(DESTDIR)$(VERIFIERDIR)/vordr-verifier \
-		$(DESTDIR)$(SYSTEMDUNITDIR)/vordr-snapshotter.service $(DESTDIR)$(DATADIR)/bash-completion/completions/vordr \
+		$(DESTDIR)$(SYSTEMDUNITDIR)/vordr-snapshotter.service $(DESTDIR)$(SYSTEMDUNITDIR)/vordr-metrics.service \
+		$(DESTDIR)$(DATADIR)/bash-completion/completions/vordr \
 		$(DESTDIR)$(DATADIR)/zsh/site-functions/_vordr $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/vordr.fish $(DESTDIR)$(MANDIR)/man1/vordr.1
 	rm -rf $(DESTDIR)$(DATADIR)/doc/vordr
 	-rmdir $(DESTDIR)$(VERIFIERDIR) $(DESTDIR)$(LIBEXECDIR)/vordr 2>/dev/null

@@ -182,3 +182,57 @@ func NodeSetStatus(o Options) string {
 	}
 	return s
 }
+
+// ContainerCounters are the kernel counters of one guarded container, as
+// its entry in the node's containers map holds them.
+type ContainerCounters struct {
+	CgroupID                           uint64
+	OwnerPid                           uint32
+	OwnerAlive                         bool
+	Seen, Dropped, Execs, Forks, Exits uint64
+	Connects, Denied, Killed           uint64
+}
+
+// NodeCounters reads every guarded container's counters and the size of the
+// ring pool from the pinned set, without loading anything (nil and 0 when
+// no set is pinned). A metrics exporter calls it; the shims are not asked.
+func NodeCounters(o Options) ([]ContainerCounters, int, error) {
+	o.defaults()
+	dir := filepath.Join(o.PinDir, vbpf.Version())
+	if _, err := os.Stat(filepath.Join(dir, completeMarker)); err != nil {
+		return nil, 0, nil
+	}
+	m, err := ebpf.LoadPinnedMap(filepath.Join(dir, "map_"+vbpf.MapContainers), &ebpf.LoadPinOptions{ReadOnly: true})
+	if err != nil {
+		return nil, 0, fmt.Errorf("open pinned containers map: %w", err)
+	}
+	defer m.Close()
+	var (
+		out []ContainerCounters
+		k   uint64
+		v   vbpf.Container
+	)
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		out = append(out, ContainerCounters{
+			CgroupID: k, OwnerPid: v.OwnerPid, OwnerAlive: ownerAlive(int(v.OwnerPid), v.OwnerStart),
+			Seen: v.Seen, Dropped: v.Dropped, Execs: v.Execs, Forks: v.Forks, Exits: v.Exits,
+			Connects: v.Connects, Denied: v.Denied, Killed: v.Killed,
+		})
+	}
+	if err := it.Err(); err != nil {
+		return out, 0, err
+	}
+	rings := 0
+	if om, err := ebpf.LoadPinnedMap(filepath.Join(dir, "map_"+vbpf.MapRingOwners), &ebpf.LoadPinOptions{ReadOnly: true}); err == nil {
+		for slot := uint32(0); slot < om.MaxEntries(); slot++ {
+			var ow vbpf.RingOwner
+			if om.Lookup(slot, &ow) != nil || ow.RingSize == 0 {
+				break // filled slots are a prefix
+			}
+			rings++
+		}
+		om.Close()
+	}
+	return out, rings, nil
+}
