@@ -78,8 +78,13 @@ func Probe() Capabilities {
 	}()
 	fanOK := add("fanotify-perm", fanErr, "FAN_OPEN_PERM, FAN_OPEN_EXEC_PERM")
 
-	_, err = os.Stat("/proc/sys/kernel/seccomp/actions_avail")
+	actions, err := os.ReadFile("/proc/sys/kernel/seccomp/actions_avail")
 	add("seccomp", err, "filters in the OCI spec (runc must be built with the seccomp tag)")
+	notifyErr := err
+	if err == nil && !strings.Contains(string(actions), "user_notif") {
+		notifyErr = errors.New("the kernel lacks SECCOMP_RET_USER_NOTIF (actions_avail: " + strings.TrimSpace(string(actions)) + ")")
+	}
+	notifyOK := add("seccomp-notify", notifyErr, "SCMP_ACT_NOTIFY: the shim's agent answers each denied call EPERM and reports it")
 
 	if abi, _, e := unix.Syscall(unix.SYS_LANDLOCK_CREATE_RULESET, 0, 0, 1 /* LANDLOCK_CREATE_RULESET_VERSION */); e == 0 {
 		add("landlock", nil, fmt.Sprintf("ABI %d (not used by this version of vordr)", abi))
@@ -111,7 +116,11 @@ func Probe() Capabilities {
 	} else {
 		g("network connect/sendmsg/bind (deny/observe)", "none")
 	}
-	g("kernel modules, bpf(), ptrace, mount, … (deny)", "seccomp in the OCI spec (EPERM); denials are not reported as events")
+	if notifyOK {
+		g("kernel modules, bpf(), ptrace, mount, … (deny)", "seccomp in the OCI spec: SCMP_ACT_NOTIFY answered EPERM by the shim's agent, each attempt reported (forbidden-syscall)")
+	} else {
+		g("kernel modules, bpf(), ptrace, mount, … (deny)", "seccomp in the OCI spec (EPERM); attempts are not reported (no user notification on this kernel)")
+	}
 	if lsmErr != nil {
 		g("BPF-LSM", "not used: "+shortErr(lsmErr))
 	} else {
