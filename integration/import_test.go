@@ -5,6 +5,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"github.com/containerd/containerd/v2/core/images"
 	"os"
 	"path/filepath"
 	"strings"
@@ -341,11 +342,21 @@ func TestImportCLI(t *testing.T) {
 	if !strings.Contains(out, "imported "+ref) || !strings.Contains(out, "decision:     accept") {
 		t.Errorf("output:\n%s", out)
 	}
+	// An alias record, as CRI adds for repo@digest: same manifest, no labels.
+	img, err := e.c.ImageService().Get(e.ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alias := "docker.io/vordr/import-cli@" + img.Target.Digest.String()
+	if _, err := e.c.ImageService().Create(e.ctx, images.Image{Name: alias, Target: img.Target}); err != nil {
+		t.Fatal(err)
+	}
+	removeImage(e, alias)
 	out, errOut, code = runCmd(t, bin, append([]string{"images"}, base...)...)
 	if code != 0 {
 		t.Fatalf("vordr images: exit %d %s", code, errOut)
 	}
-	var sawVerified, sawUnverified bool
+	var sawVerified, sawUnverified, sawAlias bool
 	for _, line := range strings.Split(out, "\n") {
 		f := strings.Fields(line)
 		if len(f) < 3 {
@@ -356,10 +367,12 @@ func TestImportCLI(t *testing.T) {
 			sawVerified = true
 		case f[0] == testImage && f[2] == "unverified":
 			sawUnverified = true
+		case f[0] == alias && strings.Contains(line, "alias of "+ref):
+			sawAlias = true
 		}
 	}
-	if !sawVerified || !sawUnverified {
-		t.Errorf("vordr images:\n%s", out)
+	if !sawVerified || !sawUnverified || !sawAlias {
+		t.Errorf("vordr images (want %s verified, %s an alias of it, %s unverified):\n%s", ref, alias, testImage, out)
 	}
 
 	// Exit codes: 1 rejected (unsigned), 2 malformed (tampered), 3 usage.

@@ -24,6 +24,10 @@ type imageState struct {
 	VerifiedAt   string   `json:"verifiedAt,omitempty"`
 	Bundle       string   `json:"bundle,omitempty"`
 	Attestations string   `json:"attestations,omitempty"`
+	// AliasOf names the verified record this one shares its manifest with:
+	// CRI adds such records (repo@digest, the bare digest) and the gate
+	// accepts them through the verified one.
+	AliasOf string `json:"aliasOf,omitempty"`
 }
 
 func splitList(s string) []string {
@@ -69,6 +73,21 @@ var imagesCommand = &cli.Command{
 			}
 			rows = append(rows, r)
 		}
+		// Records without evidence whose manifest a verified record has
+		// are aliases of it, not unverified images.
+		verifiedBy := map[string]string{}
+		for _, r := range rows {
+			if r.State == "verified" {
+				if _, ok := verifiedBy[r.Digest]; !ok {
+					verifiedBy[r.Digest] = r.Name
+				}
+			}
+		}
+		for i, r := range rows {
+			if v, ok := verifiedBy[r.Digest]; ok && r.Attestations == "" && r.Name != v {
+				rows[i].State, rows[i].AliasOf = "verified (alias)", v
+			}
+		}
 		if c.Bool("json") {
 			enc := json.NewEncoder(c.App.Writer)
 			enc.SetIndent("", "  ")
@@ -80,6 +99,9 @@ var imagesCommand = &cli.Command{
 			state := r.State
 			if r.Reason != "" {
 				state += " " + r.Reason
+			}
+			if r.AliasOf != "" {
+				state = "alias of " + r.AliasOf
 			}
 			pol, at := r.Policy, r.VerifiedAt
 			if pol == "" {
