@@ -90,7 +90,11 @@ func checkInstall(confD string) []installCheck {
 			}
 		}
 		if cfg.DefaultPolicy == "" && len(cfg.Policies) == 0 {
-			add("verification", false, fmt.Errorf("no verification policy: images run unverified (set default_policy and [policies] in %s)", config.DefaultPath), "")
+			where := cfg.Path
+			if where == "" {
+				where = config.DefaultPath
+			}
+			add("verification", false, fmt.Errorf("no verification policy: images run unverified (set default_policy and [policies] in %s)", where), "")
 		}
 	}
 

@@ -128,6 +128,9 @@ func verified(d *daemon.Daemon, binDir, archive string, ctr func(args ...string)
 		fmt.Printf("$ vordr %s\n", strings.Join(args, " "))
 		cmd := exec.Command(filepath.Join(binDir, "vordr"), args...)
 		cmd.Dir = work
+		// The PATH the private containerd gives its shims: doctor checks
+		// the shim, containerd and runc found there.
+		cmd.Env = append(os.Environ(), "PATH="+binDir+":"+daemon.ToolchainDir()+":"+os.Getenv("PATH"), "VORDR_CONFIG="+d.VordrConfig)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		err := cmd.Run()
