@@ -26,6 +26,22 @@ func TestMetricsScrape(t *testing.T) {
 	_, _, shadowID := runIn(t, profileRuntime("balanced"), []string{"cat", "/etc/shadow"})
 	events(t, shared, shadowID)
 
+	// The gate: the test image has no evidence, so strict refuses it and
+	// permissive lets it run; both decisions land in the containers' logs.
+	ge := newEnv(t, shared, gateRuntime(t, shared, "strict"))
+	refusedID := uniqueID(t)
+	if _, err := ge.container(refusedID, []string{"true"}).NewTask(ge.ctx, cio.NullIO); err == nil {
+		t.Fatal("strict ran an image without evidence")
+	}
+	pe := newEnv(t, shared, gateRuntime(t, shared, "permissive"))
+	if code, _ := pe.runTask(pe.container(uniqueID(t), []string{"true"})); code != 0 {
+		t.Fatalf("permissive: exit %d", code)
+	}
+	// vordr events says why a container was refused.
+	if out, err := exec.Command(bin, "events", "--dir", shared.EventsDir, "--namespace", shared.Namespace, "--container", refusedID).CombinedOutput(); err != nil || !strings.Contains(string(out), "REFUSED") {
+		t.Errorf("vordr events for a refused container: %v\n%s", err, out)
+	}
+
 	e := newEnv(t, shared, profileRuntime("balanced"))
 	liveID := uniqueID(t)
 	ctr := e.container(liveID, []string{"sh", "-c", "/bin/true; /bin/true; sleep 300"})
@@ -103,9 +119,28 @@ func TestMetricsScrape(t *testing.T) {
 		if value(mfs, "vordr_guard_kernel_events_total", map[string]string{"container": liveID, "counter": "execs"}) < 3 {
 			missing = append(missing, "3 execs of "+liveID)
 		}
+		if value(mfs, "vordr_gate_decisions_total", map[string]string{"namespace": shared.Namespace, "decision": "refused"}) < 1 ||
+			value(mfs, "vordr_gate_decisions_total", map[string]string{"namespace": shared.Namespace, "decision": "unverified"}) < 1 {
+			missing = append(missing, "a refused and an unverified gate decision")
+		}
+		if h := histCount(mfs, "vordr_gate_check_seconds"); h < 2 {
+			missing = append(missing, "gate check times")
+		}
+		if h := histCount(mfs, "vordr_guard_attach_seconds"); h < 1 {
+			missing = append(missing, "guard attach times")
+		}
 		if len(missing) > 0 {
 			return fmt.Errorf("scrape lacks %s", strings.Join(missing, ", "))
 		}
 		return nil
 	})
+}
+
+// histCount sums the sample counts of a histogram family.
+func histCount(mfs map[string]*dto.MetricFamily, name string) uint64 {
+	var n uint64
+	for _, m := range mfs[name].GetMetric() {
+		n += m.GetHistogram().GetSampleCount()
+	}
+	return n
 }

@@ -35,8 +35,12 @@ type Collector struct {
 	owners map[uint64][2]string // cgroup id → namespace, container (from guard events)
 	events map[[3]string]float64
 	alerts map[[3]string]float64
+	gates  map[[3]string]float64
 	lines  float64
 	bad    float64
+
+	checkSeconds  *prometheus.HistogramVec
+	attachSeconds *prometheus.HistogramVec
 }
 
 type tail struct {
@@ -54,14 +58,36 @@ var (
 	descAlerts     = prometheus.NewDesc("vordr_alerts_total", "Alerts in the shims' event logs, by rule and severity.", []string{"namespace", "rule", "severity"}, nil)
 	descLines      = prometheus.NewDesc("vordr_metrics_log_lines_total", "Event log lines the exporter read (unparseable ones counted in vordr_metrics_log_errors_total).", nil, nil)
 	descBad        = prometheus.NewDesc("vordr_metrics_log_errors_total", "Event log lines the exporter could not parse.", nil, nil)
+	descGate       = prometheus.NewDesc("vordr_gate_decisions_total", "The verification gate's decisions at Create (verified, unverified but allowed by a permissive or audit policy, refused), by reason (a ctp error code).", []string{"namespace", "decision", "reason"}, nil)
 	descUp         = prometheus.NewDesc("vordr_guard_set_readable", "1 when the pinned program set could be read (0: not loaded, or an error).", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descContainers, descStale, descRings, descKernel, descRing, descEvents, descAlerts, descLines, descBad, descUp} {
+	for _, d := range []*prometheus.Desc{descContainers, descStale, descRings, descKernel, descRing, descEvents, descAlerts, descGate, descLines, descBad, descUp} {
 		ch <- d
 	}
+	c.init()
+	c.checkSeconds.Describe(ch)
+	c.attachSeconds.Describe(ch)
+}
+
+func (c *Collector) init() {
+	if c.tails != nil {
+		return
+	}
+	c.tails, c.owners = map[string]*tail{}, map[uint64][2]string{}
+	c.events, c.alerts, c.gates = map[[3]string]float64{}, map[[3]string]float64{}, map[[3]string]float64{}
+	c.checkSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "vordr_gate_check_seconds",
+		Help:    "How long the gate's check took at Create (evidence lookup, signature verification unless cached, rootfs content check).",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	}, []string{"namespace", "cached"})
+	c.attachSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "vordr_guard_attach_seconds",
+		Help:    "How long attaching the guard took inside Create.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25},
+	}, []string{"namespace"})
 }
 
 // Collect implements prometheus.Collector: it reads the log lines written
@@ -69,7 +95,13 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.init()
 	c.readLogs()
+	c.checkSeconds.Collect(ch)
+	c.attachSeconds.Collect(ch)
+	for k, v := range c.gates {
+		ch <- prometheus.MustNewConstMetric(descGate, prometheus.CounterValue, v, k[0], k[1], k[2])
+	}
 	for k, v := range c.events {
 		ch <- prometheus.MustNewConstMetric(descEvents, prometheus.CounterValue, v, k[0], k[1], k[2])
 	}
@@ -117,10 +149,6 @@ func (c *Collector) owner(cgid uint64) (string, string) {
 // last scrape. A file replaced by rotation (new inode) is read from its
 // start; lines rotated away between two scrapes are not counted.
 func (c *Collector) readLogs() {
-	if c.tails == nil {
-		c.tails, c.owners = map[string]*tail{}, map[uint64][2]string{}
-		c.events, c.alerts = map[[3]string]float64{}, map[[3]string]float64{}
-	}
 	dir := c.EventsDir
 	if dir == "" {
 		dir = eventlog.DefaultDir
@@ -189,6 +217,13 @@ type logLine struct {
 		Rule     string `json:"rule"`
 		Severity string `json:"severity"`
 	} `json:"alert"`
+	AttachSeconds float64 `json:"attach_seconds"`
+	Gate          *struct {
+		Decision string  `json:"decision"`
+		Reason   string  `json:"reason"`
+		Seconds  float64 `json:"seconds"`
+		Cached   bool    `json:"cached"`
+	} `json:"gate"`
 }
 
 func (c *Collector) count(ns string, line []byte) {
@@ -203,6 +238,14 @@ func (c *Collector) count(ns string, line []byte) {
 	}
 	if l.Kind == "guard" && l.CgroupID != 0 && l.ContainerID != "" {
 		c.owners[l.CgroupID] = [2]string{ns, l.ContainerID}
+	}
+	if l.Kind == "guard" && l.AttachSeconds > 0 {
+		c.attachSeconds.WithLabelValues(ns).Observe(l.AttachSeconds)
+	}
+	if l.Kind == "gate" && l.Gate != nil {
+		c.gates[[3]string{ns, l.Gate.Decision, l.Gate.Reason}]++
+		c.checkSeconds.WithLabelValues(ns, strconv.FormatBool(l.Gate.Cached)).Observe(l.Gate.Seconds)
+		return
 	}
 	if l.Kind == "summary" {
 		return

@@ -108,6 +108,9 @@ type Event struct {
 	Mechanisms map[string]string `json:"mechanisms,omitempty"`
 	// Message is set on KindGuard events that report a problem.
 	Message string `json:"message,omitempty"`
+	// AttachSeconds is set on the first KindGuard event: how long the
+	// guard took to attach (it runs inside Create).
+	AttachSeconds float64 `json:"attach_seconds,omitempty"`
 
 	Alert *Alert `json:"alert,omitempty"`
 }

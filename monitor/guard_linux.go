@@ -163,6 +163,7 @@ func Attach(ctx context.Context, t Target, p *Profile, o Options) (_ *Guard, err
 		return nil, errors.New("attach: Target.CgroupPath is required (the container's cgroup v2 directory)")
 	}
 	o.defaults()
+	attachStart := time.Now()
 	var sfs unix.Statfs_t
 	if err := unix.Statfs(t.CgroupPath, &sfs); err != nil {
 		return nil, fmt.Errorf("attach: cgroup %s: %w", t.CgroupPath, err)
@@ -423,7 +424,8 @@ func Attach(ctx context.Context, t Target, p *Profile, o Options) (_ *Guard, err
 		return nil, fmt.Errorf("attach: open ring buffer: %w", err)
 	}
 	g.send(Event{Time: time.Now(), Kind: KindGuard, ContainerID: t.ContainerID, CgroupID: g.cgid,
-		Mechanisms: g.Mechanisms(), Message: "guard attached (profile " + p.Name + ")"}, true)
+		Mechanisms: g.Mechanisms(), Message: "guard attached (profile " + p.Name + ")",
+		AttachSeconds: time.Since(attachStart).Seconds()}, true)
 	// The detector's first sample is the attach itself (counters zero).
 	g.det.samples[0].t = time.Now()
 	g.wg.Add(1)

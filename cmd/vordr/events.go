@@ -245,6 +245,21 @@ func render(e monitor.Event, raw []byte) string {
 			return fmt.Sprintf("%s [%s] %s: %s%s", head, e.Alert.Severity, e.Alert.Rule, e.Alert.Message, evidence(e.Alert.Evidence))
 		}
 	}
+	if e.Kind == "gate" {
+		var g struct {
+			Gate struct {
+				Decision, Policy, Image, Reason, Message string
+				Seconds                                  float64
+			} `json:"gate"`
+		}
+		if json.Unmarshal(raw, &g) == nil {
+			s := fmt.Sprintf("%s %s image %s under policy %q (%.1f ms)", head, strings.ToUpper(g.Gate.Decision), g.Gate.Image, g.Gate.Policy, g.Gate.Seconds*1000)
+			if g.Gate.Message != "" {
+				s += ": " + g.Gate.Message
+			}
+			return s
+		}
+	}
 	if e.Kind == "" || e.Kind == "summary" {
 		// Summaries and bus reports: print as they are.
 		return string(raw)

@@ -35,6 +35,7 @@ import (
 	"github.com/vordr-project/vordr/cmd/containerd-shim-vordr-v1/task"
 	"github.com/vordr-project/vordr/ctp"
 	"github.com/vordr-project/vordr/ctp/policy"
+	"github.com/vordr-project/vordr/eventlog"
 	"github.com/vordr-project/vordr/monitor"
 	"github.com/vordr-project/vordr/plugin/evidence"
 	"github.com/vordr-project/vordr/plugin/rootfs"
@@ -166,9 +167,45 @@ func (g *Gate) PreCreate(ctx context.Context, c *task.Container) error {
 	}
 	if d.Err == nil {
 		lg.Info("vordr gate: image verified")
+		record(ctx, c, d, nil)
 		return nil
 	}
-	return g.judge(ctx, c, d, "")
+	err = g.judge(ctx, c, d, "")
+	record(ctx, c, d, err)
+	return err
+}
+
+// record appends the gate's decision to the container's event log, refused
+// containers included: `vordr events --container` says why, and the metrics
+// exporter counts decisions and check times from these lines.
+func record(ctx context.Context, c *task.Container, d Decision, refused error) {
+	if c.Config == nil {
+		return
+	}
+	ev := c.Config.Events
+	w, err := eventlog.Create(ev.Dir, c.Namespace, c.ID, ev.MaxFileBytes, ev.MaxFiles)
+	if err != nil {
+		log.G(ctx).WithError(err).Warn("vordr gate: record the decision in the event log")
+		return
+	}
+	defer w.Close()
+	decision, verdict := "verified", "allowed"
+	switch {
+	case refused != nil:
+		decision, verdict = "refused", "denied"
+	case d.Err != nil:
+		decision = "unverified"
+	}
+	g := map[string]any{"decision": decision, "mode": d.Mode, "policy": d.Policy, "image": d.Image,
+		"seconds": d.Elapsed.Seconds(), "cached": d.Cached}
+	if d.Err != nil {
+		reason := string(ctp.CodeOf(d.Err))
+		if reason == "" {
+			reason = "other"
+		}
+		g["reason"], g["message"] = reason, d.Err.Error()
+	}
+	_ = w.Write(map[string]any{"time": time.Now(), "kind": "gate", "container_id": c.ID, "verdict": verdict, "gate": g})
 }
 
 // judge applies the policy's mode to a failed check.
