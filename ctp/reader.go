@@ -165,6 +165,11 @@ func decompress(sr io.Reader, size int64, kind string, lim Limits, dir string) (
 		// see different content.
 		gz.Multistream(false)
 		defer gz.Close()
+		// Name, comment and extra fields carry bytes nothing verifies
+		// (§1): refused. MTIME, XFL and OS are outside the promise (§1).
+		if gz.Name != "" || gz.Comment != "" || len(gz.Extra) > 0 {
+			return nil, 0, malformed(ReasonCompression, "", "gzip header name, comment or extra field: not allowed in a bundle")
+		}
 		zr = gz
 	case "zstd":
 		zd, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(1<<30))
@@ -261,6 +266,17 @@ func (b *Bundle) checkHeader(hdr *tar.Header, off, want int64) error {
 	}
 	if sum[6] != 0 || sum[7] != ' ' {
 		return malformed(ReasonTarFormat, hdr.Name, "checksum field not in canonical form")
+	}
+	// POSIX ustar only: archive/tar also reads GNU ("ustar  \x00") and old
+	// v7 headers, and the regular-file typeflag NUL, each a second encoding
+	// of the same entry (§1).
+	if string(blk[257:265]) != "ustar\x0000" {
+		return malformed(ReasonTarFormat, hdr.Name, "not a POSIX ustar header (magic %q)", blk[257:265])
+	}
+	if t := blk[156]; t != tar.TypeReg && t != tar.TypeDir {
+		if t == 0 {
+			return malformed(ReasonTarFormat, hdr.Name, "typeflag NUL: regular files are typeflag '0'")
+		}
 	}
 	return nil
 }

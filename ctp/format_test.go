@@ -1,0 +1,83 @@
+package ctp
+
+import (
+	"bytes"
+	"compress/gzip"
+	"fmt"
+	"os"
+	"testing"
+)
+
+// retarHeader applies fn to the tar header block at off and recomputes its
+// checksum, so only what fn changed differs.
+func retarHeader(data []byte, off int, fn func(blk []byte)) []byte {
+	out := append([]byte(nil), data...)
+	blk := out[off : off+512]
+	fn(blk)
+	copy(blk[148:156], "        ")
+	sum := 0
+	for _, c := range blk {
+		sum += int(c)
+	}
+	copy(blk[148:156], fmt.Sprintf("%06o\x00 ", sum))
+	return out
+}
+
+// §1 decisions: a bundle is POSIX ustar with typeflag '0' for files. GNU
+// magic and typeflag NUL are second encodings of the same entries that
+// archive/tar accepts; a bundle that uses them is refused, so one content
+// has one encoding and every byte means something.
+func TestUstarOnly(t *testing.T) {
+	f := newFixture(t)
+	good, err := os.ReadFile(f.bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(good[257:265]); got != "ustar\x0000" {
+		t.Fatalf("the writer's magic is %q, want POSIX ustar", got)
+	}
+	for _, tc := range []struct {
+		name string
+		fn   func(blk []byte)
+	}{
+		{"GNU magic", func(blk []byte) { copy(blk[257:265], "ustar  \x00") }},
+		{"typeflag NUL", func(blk []byte) { blk[156] = 0 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := verifyBytes(retarHeader(good, 0, tc.fn), f.policy)
+			if CodeOf(err) != CodeMalformedBundle || ReasonOf(err) != ReasonTarFormat {
+				t.Errorf("%s: %v, want %s/%s", tc.name, err, CodeMalformedBundle, ReasonTarFormat)
+			}
+		})
+	}
+}
+
+// §1 decision on gzip framing: header fields that carry data (name,
+// comment, extra) are refused; MTIME, XFL and OS do not change the archive
+// and are outside the byte-flip promise, which covers the tar. A bundle
+// whose gzip MTIME changed still verifies (its file digest differs).
+func TestGzipHeader(t *testing.T) {
+	f := newFixture(t)
+	good, err := os.ReadFile(f.bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z := gz(t, good)
+	if _, err := verifyBytes(z, f.policy); err != nil {
+		t.Fatalf("gzip bundle: %v", err)
+	}
+	mtime := append([]byte(nil), z...)
+	mtime[4] ^= 0x5a // MTIME
+	mtime[9] = 3     // OS: Unix
+	if _, err := verifyBytes(mtime, f.policy); err != nil {
+		t.Errorf("gzip MTIME/OS changed: %v, want accepted (outside the promise)", err)
+	}
+	var named bytes.Buffer
+	w := gzip.NewWriter(&named)
+	w.Name = "app.tar"
+	w.Write(good)
+	w.Close()
+	if _, err := verifyBytes(named.Bytes(), f.policy); CodeOf(err) != CodeMalformedBundle || ReasonOf(err) != ReasonCompression {
+		t.Errorf("gzip with a name field: %v, want %s/%s", err, CodeMalformedBundle, ReasonCompression)
+	}
+}
