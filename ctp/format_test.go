@@ -81,3 +81,18 @@ func TestGzipHeader(t *testing.T) {
 		t.Errorf("gzip with a name field: %v, want %s/%s", err, CodeMalformedBundle, ReasonCompression)
 	}
 }
+
+// §3.1 decision: the same signature twice in one envelope is
+// MALFORMED_BUNDLE/DUPLICATE_ENTRY (it would count one signer twice).
+func TestDuplicateSignature(t *testing.T) {
+	f := newFixture(t)
+	data, _ := os.ReadFile(f.bundle)
+	entries := readRaw(t, data)
+	att := cloneAttestations(mustOpen(t, data).Attestations())
+	att.Attestations[0].Signatures = append(att.Attestations[0].Signatures, att.Attestations[0].Signatures[0])
+	entries[len(entries)-1].data = mustCanonical(t, att)
+	_, err := verifyBytes(writeRaw(t, entries), f.policy)
+	if CodeOf(err) != CodeMalformedBundle || ReasonOf(err) != ReasonDuplicateEntry {
+		t.Fatalf("duplicate signature: %v, want %s/%s", err, CodeMalformedBundle, ReasonDuplicateEntry)
+	}
+}
