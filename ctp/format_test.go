@@ -3,9 +3,15 @@ package ctp
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
+	"encoding/asn1"
+	"encoding/base64"
 	"fmt"
+	"math/big"
 	"os"
 	"testing"
+
+	"github.com/vordr-project/vordr/ctp/keys"
 )
 
 // retarHeader applies fn to the tar header block at off and recomputes its
@@ -94,5 +100,44 @@ func TestDuplicateSignature(t *testing.T) {
 	_, err := verifyBytes(writeRaw(t, entries), f.policy)
 	if CodeOf(err) != CodeMalformedBundle || ReasonOf(err) != ReasonDuplicateEntry {
 		t.Fatalf("duplicate signature: %v, want %s/%s", err, CodeMalformedBundle, ReasonDuplicateEntry)
+	}
+}
+
+// §3.1 decision: ECDSA signatures are ASN.1 DER only. The same signature as
+// raw r||s (which sigstore's verifier also accepts) is refused.
+func TestECDSADEROnly(t *testing.T) {
+	f := newFixture(t)
+	if err := Sign(context.Background(), f.bundle, f.bundle, []*keys.Signer{f.signer2}, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(f.bundle)
+	pol := f.loadPolicy(t, "version = 1\nthreshold = 1\n[[signers]]\nname = \"second\"\nkey = \"second.pub\"\n")
+	if _, err := verifyBytes(data, pol); err != nil {
+		t.Fatalf("DER-signed bundle: %v", err)
+	}
+	entries := readRaw(t, data)
+	att := cloneAttestations(mustOpen(t, data).Attestations())
+	for i := range att.Attestations {
+		for j, s := range att.Attestations[i].Signatures {
+			if s.KeyID != f.signer2.ID {
+				continue
+			}
+			der, err := base64.StdEncoding.DecodeString(s.Sig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var v struct{ R, S *big.Int }
+			if _, err := asn1.Unmarshal(der, &v); err != nil {
+				t.Fatal(err)
+			}
+			raw := make([]byte, 64)
+			v.R.FillBytes(raw[:32])
+			v.S.FillBytes(raw[32:])
+			att.Attestations[i].Signatures[j].Sig = base64.StdEncoding.EncodeToString(raw)
+		}
+	}
+	entries[len(entries)-1].data = mustCanonical(t, att)
+	if _, err := verifyBytes(writeRaw(t, entries), pol); err == nil {
+		t.Fatal("a bundle with raw r||s ECDSA signatures verified")
 	}
 }

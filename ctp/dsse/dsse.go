@@ -7,9 +7,12 @@ package dsse
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"encoding/asn1"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math/big"
 	"strconv"
 
 	"github.com/sigstore/sigstore/pkg/signature"
@@ -105,8 +108,28 @@ func (e *Envelope) VerifySignature(v signature.Verifier, sig Signature) error {
 	if err != nil {
 		return err
 	}
+	if pk, err := v.PublicKey(); err == nil {
+		if _, ok := pk.(*ecdsa.PublicKey); ok && !isDERSignature(raw) {
+			// sigstore's verifier also takes raw r||s: a second encoding
+			// of the same signature, with a second signature digest.
+			return fmt.Errorf("%w: ECDSA signature is not ASN.1 DER (ctp-format §3.1)", ErrVerify)
+		}
+	}
 	if err := v.VerifySignature(bytes.NewReader(raw), bytes.NewReader(PAE(e.PayloadType, payload))); err != nil {
 		return fmt.Errorf("%w: %v", ErrVerify, err)
 	}
 	return nil
+}
+
+// isDERSignature reports whether sig is an ECDSA signature in canonical
+// ASN.1 DER: SEQUENCE { r INTEGER, s INTEGER }, nothing after it, and the
+// encoding asn1.Marshal would produce (no leading zeros, minimal lengths).
+func isDERSignature(sig []byte) bool {
+	var v struct{ R, S *big.Int }
+	rest, err := asn1.Unmarshal(sig, &v)
+	if err != nil || len(rest) != 0 || v.R == nil || v.S == nil || v.R.Sign() <= 0 || v.S.Sign() <= 0 {
+		return false
+	}
+	again, err := asn1.Marshal(v)
+	return err == nil && bytes.Equal(again, sig)
 }
