@@ -582,10 +582,11 @@ var ctpPolicyCommand = &cli.Command{
 
 var ctpLogLeavesCommand = &cli.Command{
 	Name:      "log-leaves",
-	Usage:     "print, one JSON object per line, the leaf to append to a transparency log for each signature",
+	Usage:     "print, one line per signature, what to append to a transparency log: a JSON object holding the leaf (base64 in \"leaf\"), or with --raw the leaf itself",
 	ArgsUsage: "BUNDLE",
 	Flags: []cli.Flag{
 		&cli.Int64Flag{Name: "time", Usage: "integratedTime to stamp (Unix seconds, default now)"},
+		&cli.BoolFlag{Name: "raw", Usage: "print each leaf itself (the canonical JSON of ctp-format §4, the bytes a log hashes), one per line"},
 	},
 	Action: func(c *cli.Context) error {
 		if c.NArg() != 1 {
@@ -606,6 +607,13 @@ var ctpLogLeavesCommand = &cli.Command{
 		}
 		enc := json.NewEncoder(c.App.Writer)
 		for _, l := range leaves {
+			if c.Bool("raw") {
+				// The leaf is canonical JSON without newlines: one per line.
+				if _, err := fmt.Fprintf(c.App.Writer, "%s\n", l.Leaf); err != nil {
+					return exitFor(err)
+				}
+				continue
+			}
 			if err := enc.Encode(l); err != nil {
 				return exitFor(err)
 			}

@@ -146,6 +146,20 @@ func TestCLIRoundTrip(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("log-leaves: %d", code)
 	}
+	// --raw prints the leaves themselves, as ctp-format §4 describes them:
+	// the canonical JSON a log hashes, equal to the wrappers' "leaf".
+	rawOut, code := run(t, "ctp", "log-leaves", "--raw", "--time", "1735689600", p("app.ctp"))
+	if code != 0 {
+		t.Fatalf("log-leaves --raw: %d", code)
+	}
+	rawLines := strings.Split(strings.TrimSpace(rawOut), "\n")
+	for i, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var pl ctp.PendingLeaf
+		json.Unmarshal([]byte(line), &pl)
+		if i >= len(rawLines) || rawLines[i] != string(pl.Leaf) || !strings.Contains(rawLines[i], `"kind":"vordr.ctp/dsse-signature/v1"`) || !strings.Contains(rawLines[i], `"integratedTime":1735689600`) {
+			t.Errorf("log-leaves --raw line %d is not the leaf:\n%s\nwant\n%s", i, rawLines, pl.Leaf)
+		}
+	}
 	skey, vkey, _ := note.GenerateKey(rand.Reader, "log.test")
 	lk, _ := tlog.ParseLogKey(vkey)
 	var entries []ctp.LogEntry
