@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/asn1"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"math/big"
 	"os"
@@ -139,5 +140,35 @@ func TestECDSADEROnly(t *testing.T) {
 	entries[len(entries)-1].data = mustCanonical(t, att)
 	if _, err := verifyBytes(writeRaw(t, entries), pol); err == nil {
 		t.Fatal("a bundle with raw r||s ECDSA signatures verified")
+	}
+}
+
+// §3.1 decision on unknown members: DSSE says consumers ignore fields they
+// do not know, but bundle.json is vordr's own canonical container, where no
+// byte may be meaningless (§1, §5): an unknown member in an envelope or a
+// signature object (e.g. a certificate a DSSE producer added) is refused as
+// SYNTAX. Such producers' envelopes are to be accepted as sigstore bundles,
+// not smuggled into a .ctp.
+func TestUnknownMembersRefused(t *testing.T) {
+	f := newFixture(t)
+	data, _ := os.ReadFile(f.bundle)
+	entries := readRaw(t, data)
+	for _, where := range []string{"envelope", "signature"} {
+		var doc map[string]any
+		if err := json.Unmarshal(entries[len(entries)-1].data, &doc); err != nil {
+			t.Fatal(err)
+		}
+		env := doc["attestations"].([]any)[0].(map[string]any)
+		if where == "envelope" {
+			env["cert"] = "x"
+		} else {
+			env["signatures"].([]any)[0].(map[string]any)["cert"] = "x"
+		}
+		es := readRaw(t, data)
+		es[len(es)-1].data = mustCanonical(t, doc)
+		_, err := verifyBytes(writeRaw(t, es), f.policy)
+		if CodeOf(err) != CodeMalformedBundle || ReasonOf(err) != ReasonSyntax {
+			t.Errorf("unknown member in the %s: %v, want %s/%s", where, err, CodeMalformedBundle, ReasonSyntax)
+		}
 	}
 }
