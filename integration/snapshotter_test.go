@@ -61,10 +61,10 @@ type snapProc struct {
 
 // startSnapshotterProc starts vordr-snapshotter with its root and socket
 // under dir, the policy file (none if empty) and containerd's address.
-func startSnapshotterProc(t testing.TB, name, dir, policyFile, ctrdAddress string) (*snapProc, error) {
+func startSnapshotterProc(t testing.TB, name, dir, policyFile, ctrdAddress string, extra ...string) (*snapProc, error) {
 	bin := snapshotterBinary(t)
 	p := &snapProc{name: name, dir: dir, sock: filepath.Join(dir, name+".sock"), log: filepath.Join(dir, name+".log")}
-	args := []string{"--root", filepath.Join(dir, name), "--address", p.sock, "--containerd-address", ctrdAddress, "--log-level", "debug"}
+	args := append([]string{"--root", filepath.Join(dir, name), "--address", p.sock, "--containerd-address", ctrdAddress, "--log-level", "debug"}, extra...)
 	if policyFile != "" {
 		args = append(args, "--policy", policyFile)
 	}

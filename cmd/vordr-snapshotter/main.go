@@ -44,6 +44,7 @@ func main() {
 		ctrdAddress = flag.String("containerd-address", "/run/containerd/containerd.sock", "containerd's gRPC socket, to re-verify the attestations stored for an image and publish alerts (/vordr/alert); empty: trust the snapshot labels (weaker), no alerts")
 		cacheTTL    = flag.Duration("cache-ttl", 5*time.Minute, "how long a verified chain is trusted before its evidence is re-verified; 0 re-verifies on every request")
 		logLevel    = flag.String("log-level", "info", "log level: debug, info, warn, error")
+		metricsAddr = flag.String("metrics-address", "", "serve Prometheus metrics (operations, decisions) on this TCP address, e.g. 127.0.0.1:9465; empty: off")
 		showVersion = flag.Bool("version", false, "print the version and exit")
 	)
 	flag.Parse()
@@ -59,25 +60,37 @@ func main() {
 	if ttl <= 0 {
 		ttl = -1 // snapshotter.Options: negative disables the cache
 	}
-	if err := run(*root, *address, *policyFile, *ctrdAddress, ttl); err != nil {
+	if err := run(*root, *address, *policyFile, *ctrdAddress, ttl, *metricsAddr); err != nil {
 		log.L.WithError(err).Error("vordr-snapshotter failed")
 		os.Exit(1)
 	}
 }
 
-func run(root, address, policyFile, ctrdAddress string, cacheTTL time.Duration) error {
+func run(root, address, policyFile, ctrdAddress string, cacheTTL time.Duration, metricsAddr string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
 	defer stop()
 
-	opts := snapshotter.Options{Mode: policy.Audit, OnDecision: logDecision, CacheTTL: cacheTTL}
-	if ctrdAddress != "" {
-		al := &alerter{address: ctrdAddress}
-		defer al.close()
-		opts.OnDecision = func(ctx context.Context, d snapshotter.Decision) {
-			logDecision(ctx, d)
-			al.decision(ctx, d)
+	var m *metrics
+	if metricsAddr != "" {
+		m = newMetrics()
+		if err := m.serve(ctx, metricsAddr); err != nil {
+			return fmt.Errorf("metrics on %s: %w", metricsAddr, err)
 		}
 	}
+	var al *alerter
+	if ctrdAddress != "" {
+		al = &alerter{address: ctrdAddress}
+		defer al.close()
+	}
+	opts := snapshotter.Options{Mode: policy.Audit, CacheTTL: cacheTTL, OnDecision: func(ctx context.Context, d snapshotter.Decision) {
+		logDecision(ctx, d)
+		if m != nil {
+			m.decision(d)
+		}
+		if al != nil {
+			al.decision(ctx, d)
+		}
+	}}
 	var closeChecker func() error
 	if policyFile != "" {
 		pol, err := policy.Load(policyFile)
@@ -126,7 +139,11 @@ func run(root, address, policyFile, ctrdAddress string, cacheTTL time.Duration) 
 	}
 	defer os.Remove(address)
 
-	rpc := grpc.NewServer()
+	var sopts []grpc.ServerOption
+	if m != nil {
+		sopts = append(sopts, grpc.UnaryInterceptor(m.interceptor))
+	}
+	rpc := grpc.NewServer(sopts...)
 	snapshotsapi.RegisterSnapshotsServer(rpc, snapshotservice.FromSnapshotter(sn))
 	errc := make(chan error, 1)
 	go func() { errc <- rpc.Serve(l) }()
