@@ -223,22 +223,24 @@ static __always_inline struct vordr_container *lookup_container(__u64 *cgid)
 #define VORDR_WAKE_GAP_NS (250ULL * 1000 * 1000)
 #define VORDR_URGENT (VORDR_EVF_DENIED | VORDR_EVF_KILLED | VORDR_EVF_DRIFT | VORDR_EVF_SETID | VORDR_EVF_FILELESS)
 
-static __always_inline void submit(struct vordr_container *c, struct vordr_event *e)
+static __always_inline void submit(struct vordr_container *c, void *rb, struct vordr_event *e)
 {
 	__u64 flags = BPF_RB_NO_WAKEUP;
 	__u64 now = e->ktime_ns;
-	void *rb = bpf_map_lookup_elem(&rings, &c->ring_slot);
 	if ((e->flags & VORDR_URGENT) || now - c->last_wake_ns > VORDR_WAKE_GAP_NS ||
-	    (rb && bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) > VORDR_RING_BYTES / 4)) {
+	    bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA) > VORDR_RING_BYTES / 4) {
 		flags = BPF_RB_FORCE_WAKEUP;
 		c->last_wake_ns = now; // racy between CPUs: at worst one wakeup more
 	}
 	bpf_ringbuf_submit(e, flags);
 }
 
-static __always_inline struct vordr_event *reserve(struct vordr_container *c, __u64 cgid, __u32 type, const __u64 size)
+// reserve returns an event in the container's ring, and the ring in *rbp
+// for submit (one lookup per event).
+static __always_inline struct vordr_event *reserve(struct vordr_container *c, __u64 cgid, __u32 type, const __u64 size, void **rbp)
 {
 	void *rb = bpf_map_lookup_elem(&rings, &c->ring_slot);
+	*rbp = rb;
 	if (!rb) {
 		__sync_fetch_and_add(&c->dropped, 1);
 		return NULL;
@@ -332,7 +334,8 @@ int BPF_PROG(vordr_exec, struct task_struct *p, pid_t old_pid, struct linux_binp
 		}
 	}
 
-	struct vordr_event *e = reserve(c, cgid, VORDR_EV_EXEC, sizeof(struct vordr_event));
+	void *rb;
+	struct vordr_event *e = reserve(c, cgid, VORDR_EV_EXEC, sizeof(struct vordr_event), &rb);
 	if (!e)
 		return 0;
 	e->ino = BPF_CORE_READ(ino, i_ino);
@@ -358,7 +361,7 @@ int BPF_PROG(vordr_exec, struct task_struct *p, pid_t old_pid, struct linux_binp
 	if (n > 0 && n <= sizeof(e->args) && bpf_probe_read_user(e->args, n, (void *)as) == 0)
 		e->args_len = n;
 	e->flags = flags;
-	submit(c, e);
+	submit(c, rb, e);
 	return 0;
 }
 
@@ -373,12 +376,13 @@ int BPF_PROG(vordr_exit, struct task_struct *p)
 	if (!c)
 		return 0;
 	__sync_fetch_and_add(&c->exits, 1);
-	struct vordr_event *e = reserve(c, cgid, VORDR_EV_EXIT, VORDR_EVENT_SHORT);
+	void *rb;
+	struct vordr_event *e = reserve(c, cgid, VORDR_EV_EXIT, VORDR_EVENT_SHORT, &rb);
 	if (!e)
 		return 0;
 	e->code = BPF_CORE_READ(p, exit_code);
 	e->ppid = BPF_CORE_READ(p, real_parent, tgid);
-	submit(c, e);
+	submit(c, rb, e);
 	return 0;
 }
 
@@ -488,7 +492,8 @@ static __always_inline int sock_addr(struct bpf_sock_addr *ctx, __u32 type, int 
 	// denied ones. connect and bind are per connection, so always reported.
 	if (type == VORDR_EV_SENDMSG && ok)
 		return 1;
-	struct vordr_event *e = reserve(c, cgid, type, VORDR_EVENT_SHORT);
+	void *rb;
+	struct vordr_event *e = reserve(c, cgid, type, VORDR_EVENT_SHORT, &rb);
 	if (e) {
 		e->family = family;
 		e->proto = proto;
@@ -496,7 +501,7 @@ static __always_inline int sock_addr(struct bpf_sock_addr *ctx, __u32 type, int 
 		__builtin_memcpy(e->addr, addr, 16);
 		if (!ok)
 			e->flags |= VORDR_EVF_DENIED;
-		submit(c, e);
+		submit(c, rb, e);
 	}
 	return ok;
 }

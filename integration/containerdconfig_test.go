@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/vordr-project/vordr/internal/daemon"
@@ -82,12 +80,7 @@ func TestContainerdConfigDropIn(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		conn, err := grpc.NewClient("unix://"+d.Address, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		return d, runtimeapi.NewRuntimeServiceClient(conn)
+		return d, criRuntime(t, d)
 	}
 	driver := func(rs runtimeapi.RuntimeServiceClient) runtimeapi.CgroupDriver {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

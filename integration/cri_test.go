@@ -63,12 +63,7 @@ func TestCRIPod(t *testing.T) {
 		}
 	}
 
-	conn, err := grpc.NewClient("unix://"+d.Address, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	rs := runtimeapi.NewRuntimeServiceClient(conn)
+	rs := criRuntime(t, d)
 
 	for _, handler := range []string{"vordr", "vordr-opts", "runc"} {
 		t.Run(handler, func(t *testing.T) {
@@ -214,4 +209,16 @@ func parentPid(pid int) int {
 		}
 	}
 	return 0
+}
+
+// criRuntime is a CRI runtime client of d, as the kubelet has; the
+// connection closes when the test ends.
+func criRuntime(t *testing.T, d *daemon.Daemon) runtimeapi.RuntimeServiceClient {
+	t.Helper()
+	conn, err := grpc.NewClient("unix://"+d.Address, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return runtimeapi.NewRuntimeServiceClient(conn)
 }

@@ -78,6 +78,23 @@ func parity(t *testing.T, opts func(d *daemon.Daemon) any, steps func(t *testing
 	}
 }
 
+// startTask creates and starts ctr's task (no I/O), with its exit channel.
+func startTask(t *testing.T, e *env, ctr containerd.Container) (containerd.Task, <-chan containerd.ExitStatus) {
+	t.Helper()
+	task, err := ctr.NewTask(e.ctx, cio.NullIO)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := task.Wait(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := task.Start(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	return task, ch
+}
+
 // waitExit waits for an exit status with a deadline.
 func waitExit(t *testing.T, ch <-chan containerd.ExitStatus) uint32 {
 	t.Helper()
@@ -198,14 +215,7 @@ func TestParityDeleteAfterExit(t *testing.T) {
 	parity(t, nil, func(t *testing.T, e *env) observation {
 		var o observation
 		ctr := e.container(uniqueID(t), []string{"sh", "-c", "exit 7"})
-		task, err := ctr.NewTask(e.ctx, cio.NullIO)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ch, _ := task.Wait(e.ctx)
-		if err := task.Start(e.ctx); err != nil {
-			t.Fatal(err)
-		}
+		task, ch := startTask(t, e, ctr)
 		o.add("exit:%d", waitExit(t, ch))
 		st, err := task.Status(e.ctx)
 		o.add("status:%s/%s/%d", st.Status, errClass(err), st.ExitStatus)
@@ -226,14 +236,7 @@ func TestParityExecKillRace(t *testing.T) {
 	parity(t, nil, func(t *testing.T, e *env) observation {
 		var o observation
 		ctr := e.container(uniqueID(t), []string{"sleep", "300"})
-		task, err := ctr.NewTask(e.ctx, cio.NullIO)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ch, _ := task.Wait(e.ctx)
-		if err := task.Start(e.ctx); err != nil {
-			t.Fatal(err)
-		}
+		task, ch := startTask(t, e, ctr)
 		spec, err := ctr.Spec(e.ctx)
 		if err != nil {
 			t.Fatal(err)

@@ -637,3 +637,37 @@ func TestRingPoolShrinks(t *testing.T) {
 		t.Errorf("after the peak: %d rings, %d owned; want %d rings (the long-lived guard's and %d spare), 1 owned", filled, owned, maxFreeRings+1, maxFreeRings)
 	}
 }
+
+// Aggregation must never fold an event that needs to be seen on its own
+// into a count (a drift exec hidden in a storm of /bin/true), and must keep
+// different commands and destinations apart.
+func TestAggregateKeyKeepsFlaggedEventsApart(t *testing.T) {
+	plain := Event{Kind: KindExec, Verdict: Allowed, Path: "/bin/true", Args: []string{"true"}}
+	if _, ok := aggregateKey(&plain); !ok {
+		t.Fatal("a plain exec is not aggregated")
+	}
+	for name, mutate := range map[string]func(*Event){
+		"denied":   func(e *Event) { e.Verdict = Denied },
+		"killed":   func(e *Event) { e.Verdict = Killed },
+		"drift":    func(e *Event) { e.Drift = true },
+		"fileless": func(e *Event) { e.Fileless = true },
+		"set-id":   func(e *Event) { e.SetID = true },
+		"digest":   func(e *Event) { e.Digest = "sha256:x" },
+		"alert":    func(e *Event) { e.Alert = &Alert{Rule: "x"} },
+		"open":     func(e *Event) { e.Kind = KindOpen },
+		"syscall":  func(e *Event) { e.Kind = KindSyscall },
+	} {
+		e := plain
+		mutate(&e)
+		if _, ok := aggregateKey(&e); ok {
+			t.Errorf("a %s event would be aggregated", name)
+		}
+	}
+	other := plain
+	other.Args = []string{"true", "--evil"}
+	k1, _ := aggregateKey(&plain)
+	k2, _ := aggregateKey(&other)
+	if k1 == k2 {
+		t.Error("execs with different arguments share a key")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -614,6 +615,16 @@ func processStartState(pid int) (start uint64, state byte, exiting bool, err err
 	flags, _ := strconv.ParseUint(f[6], 10, 64)
 	start, err = strconv.ParseUint(f[19], 10, 64)
 	return start, f[0][0], flags&pfExiting != 0, err
+}
+
+// ProcessGone reports whether pid has exited: gone from /proc, exiting, or
+// a zombie waiting for its parent to reap it.
+func ProcessGone(pid int) bool {
+	_, state, exiting, err := processStartState(pid)
+	if err != nil {
+		return errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ESRCH)
+	}
+	return exiting || state == 'Z' || state == 'X' || state == 'x'
 }
 
 func ownerAlive(pid int, start uint64) bool {

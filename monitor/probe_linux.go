@@ -158,29 +158,17 @@ func NodeSetStatus(o Options) string {
 	if _, err := os.Stat(filepath.Join(dir, completeMarker)); err != nil {
 		return "not loaded (the first guarded container loads and pins it)"
 	}
-	var guarded, stale, rings int
-	if m, err := ebpf.LoadPinnedMap(filepath.Join(dir, "map_"+vbpf.MapContainers), &ebpf.LoadPinOptions{ReadOnly: true}); err == nil {
-		var (
-			k uint64
-			v vbpf.Container
-		)
-		for it := m.Iterate(); it.Next(&k, &v); {
-			if ownerAlive(int(v.OwnerPid), v.OwnerStart) {
-				guarded++
-			} else {
-				stale++
-			}
-		}
-		m.Close()
+	counters, rings, err := NodeCounters(o)
+	if err != nil {
+		return "pinned at " + dir + ", but unreadable: " + err.Error()
 	}
-	if m, err := ebpf.LoadPinnedMap(filepath.Join(dir, "map_"+vbpf.MapRingOwners), &ebpf.LoadPinOptions{ReadOnly: true}); err == nil {
-		for slot := uint32(0); slot < m.MaxEntries(); slot++ {
-			var ow vbpf.RingOwner
-			if m.Lookup(slot, &ow) == nil && ow.RingSize != 0 {
-				rings++
-			}
+	var guarded, stale int
+	for _, c := range counters {
+		if c.OwnerAlive {
+			guarded++
+		} else {
+			stale++
 		}
-		m.Close()
 	}
 	s := fmt.Sprintf("pinned at %s: %d guarded containers, %d ring buffers (%d KiB) in the pool", dir, guarded, rings, rings*vbpf.RingSize/1024)
 	if stale > 0 {

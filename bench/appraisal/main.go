@@ -29,13 +29,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/containerd/containerd/api/types/runc/options"
 	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
-	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/contrib/seccomp"
-	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/oci"
 
 	"github.com/vordr-project/vordr/ctp"
@@ -170,7 +167,7 @@ func run(runs int, shimDir, jsonOut string) error {
 		v := variants[i%len(variants)]
 		script := fmt.Sprintf("vordr-attack storm 2000 /bin/true && vordr-attack firstexec /bin/fresh%d && vordr-attack openstorm 20000 /etc/passwd", fresh)
 		fresh++
-		out, err := runOnce(ctx, client, image, fmt.Sprintf("a%d", i), v.runtime, v.opts, script, v.spec...)
+		out, err := benchutil.RunScript(ctx, client, image, fmt.Sprintf("a%d", i), v.runtime, v.opts, script, v.spec...)
 		if err != nil {
 			return fmt.Errorf("%s: %w", v.name, err)
 		}
@@ -209,43 +206,6 @@ func run(runs int, shimDir, jsonOut string) error {
 		return os.WriteFile(jsonOut, b, 0o644)
 	}
 	return nil
-}
-
-func runOnce(ctx context.Context, client *containerd.Client, image containerd.Image, id, runtime string, opts any, script string, spec ...oci.SpecOpts) (string, error) {
-	c, err := client.NewContainer(ctx, id, containerd.WithImage(image), containerd.WithNewSnapshot(id, image),
-		containerd.WithNewSpec(append([]oci.SpecOpts{oci.WithImageConfig(image), oci.WithProcessArgs("sh", "-c", script)}, spec...)...),
-		containerd.WithRuntime(runtime, opts))
-	if err != nil {
-		return "", err
-	}
-	defer c.Delete(ctx, containerd.WithSnapshotCleanup)
-	var out strings.Builder
-	t, err := c.NewTask(ctx, cio.NewCreator(cio.WithStreams(nil, &out, &out)))
-	if err != nil {
-		return "", err
-	}
-	ch, err := t.Wait(ctx)
-	if err != nil {
-		return "", err
-	}
-	if err := t.Start(ctx); err != nil {
-		return "", err
-	}
-	select {
-	case st := <-ch:
-		if code := st.ExitCode(); code != 0 {
-			t.IO().Wait()
-			t.Delete(ctx)
-			return out.String(), fmt.Errorf("exit %d: %s", code, out.String())
-		}
-	case <-time.After(5 * time.Minute):
-		return "", fmt.Errorf("timed out")
-	}
-	t.IO().Wait()
-	if _, err := t.Delete(ctx); err != nil {
-		return "", err
-	}
-	return out.String(), nil
 }
 
 func parse(out string) (sample, error) {

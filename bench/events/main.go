@@ -17,12 +17,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/containerd/containerd/api/types/runc/options"
-	containerd "github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/pkg/cio"
-	"github.com/containerd/containerd/v2/pkg/oci"
 
 	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/vordr-project/vordr/internal/benchutil"
@@ -96,7 +92,7 @@ func run(runs, execs, conns int, shimDir, jsonOut string) error {
 	res := map[string][]sample{}
 	for i := 0; i < (runs+1)*len(variants); i++ {
 		v := variants[i%len(variants)]
-		out, err := runOnce(ctx, client, image, fmt.Sprintf("ev%d", i), v.runtime, v.opts, v.script)
+		out, err := benchutil.RunScript(ctx, client, image, fmt.Sprintf("ev%d", i), v.runtime, v.opts, v.script)
 		if err != nil {
 			return fmt.Errorf("%s: %w", v.name, err)
 		}
@@ -148,37 +144,4 @@ func run(runs, execs, conns int, shimDir, jsonOut string) error {
 		return os.WriteFile(jsonOut, b, 0o644)
 	}
 	return nil
-}
-
-func runOnce(ctx context.Context, client *containerd.Client, image containerd.Image, id, runtime string, opts any, script string) (string, error) {
-	c, err := client.NewContainer(ctx, id, containerd.WithImage(image), containerd.WithNewSnapshot(id, image),
-		containerd.WithNewSpec(oci.WithImageConfig(image), oci.WithProcessArgs("sh", "-c", script)),
-		containerd.WithRuntime(runtime, opts))
-	if err != nil {
-		return "", err
-	}
-	defer c.Delete(ctx, containerd.WithSnapshotCleanup)
-	var out strings.Builder
-	t, err := c.NewTask(ctx, cio.NewCreator(cio.WithStreams(nil, &out, &out)))
-	if err != nil {
-		return "", err
-	}
-	defer t.Delete(ctx, containerd.WithProcessKill)
-	ch, err := t.Wait(ctx)
-	if err != nil {
-		return "", err
-	}
-	if err := t.Start(ctx); err != nil {
-		return "", err
-	}
-	select {
-	case st := <-ch:
-		t.IO().Wait()
-		if code := st.ExitCode(); code != 0 {
-			return out.String(), fmt.Errorf("exit %d: %s", code, out.String())
-		}
-	case <-time.After(5 * time.Minute):
-		return "", fmt.Errorf("timed out")
-	}
-	return out.String(), nil
 }

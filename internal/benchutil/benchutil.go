@@ -9,8 +9,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/containerd/v2/pkg/oci"
 
 	vbpf "github.com/vordr-project/vordr/bpf"
 	"github.com/vordr-project/vordr/internal/daemon"
@@ -82,4 +86,45 @@ func AttackTool(dir string) (testimage.File, error) {
 		return testimage.File{}, err
 	}
 	return testimage.File{Path: "/bin/vordr-attack", Mode: 0o755, Content: bin}, nil
+}
+
+// RunScript runs sh -c script in a new container of image under runtime
+// (with its options and extra spec options), waits for it (5 minutes at
+// most) and returns its output; a non-zero exit is an error. The container
+// and its task are removed.
+func RunScript(ctx context.Context, client *containerd.Client, image containerd.Image, id, runtime string, opts any, script string, spec ...oci.SpecOpts) (string, error) {
+	c, err := client.NewContainer(ctx, id, containerd.WithImage(image), containerd.WithNewSnapshot(id, image),
+		containerd.WithNewSpec(append([]oci.SpecOpts{oci.WithImageConfig(image), oci.WithProcessArgs("sh", "-c", script)}, spec...)...),
+		containerd.WithRuntime(runtime, opts))
+	if err != nil {
+		return "", err
+	}
+	defer c.Delete(ctx, containerd.WithSnapshotCleanup)
+	var out strings.Builder
+	t, err := c.NewTask(ctx, cio.NewCreator(cio.WithStreams(nil, &out, &out)))
+	if err != nil {
+		return "", err
+	}
+	defer t.Delete(ctx, containerd.WithProcessKill) // after a timeout; NotFound otherwise
+	ch, err := t.Wait(ctx)
+	if err != nil {
+		return "", err
+	}
+	if err := t.Start(ctx); err != nil {
+		return "", err
+	}
+	select {
+	case st := <-ch:
+		if code := st.ExitCode(); code != 0 {
+			t.IO().Wait()
+			return out.String(), fmt.Errorf("exit %d: %s", code, out.String())
+		}
+	case <-time.After(5 * time.Minute):
+		return "", fmt.Errorf("timed out")
+	}
+	t.IO().Wait()
+	if _, err := t.Delete(ctx); err != nil {
+		return "", err
+	}
+	return out.String(), nil
 }

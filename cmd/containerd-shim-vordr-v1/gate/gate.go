@@ -167,28 +167,33 @@ func (g *Gate) PreCreate(ctx context.Context, c *task.Container) error {
 	}
 	if d.Err == nil {
 		lg.Info("vordr gate: image verified")
-		record(ctx, c, d, nil)
+		c.GateRecord = gateRecord(c, d, nil)
 		return nil
 	}
 	err = g.judge(ctx, c, d, "")
-	record(ctx, c, d, err)
+	if err == nil {
+		c.GateRecord = gateRecord(c, d, nil)
+		return nil
+	}
+	// A refused container gets no guard, and so no event log from it:
+	// write the one line it has here.
+	if c.Config != nil {
+		ev := c.Config.Events
+		if w, werr := eventlog.Create(ev.Dir, c.Namespace, c.ID, ev.MaxFileBytes, ev.MaxFiles); werr != nil {
+			log.G(ctx).WithError(werr).Warn("vordr gate: record the refusal in the event log")
+		} else {
+			_ = w.Write(gateRecord(c, d, err))
+			_ = w.Close()
+		}
+	}
 	return err
 }
 
-// record appends the gate's decision to the container's event log, refused
-// containers included: `vordr events --container` says why, and the metrics
-// exporter counts decisions and check times from these lines.
-func record(ctx context.Context, c *task.Container, d Decision, refused error) {
-	if c.Config == nil {
-		return
-	}
-	ev := c.Config.Events
-	w, err := eventlog.Create(ev.Dir, c.Namespace, c.ID, ev.MaxFileBytes, ev.MaxFiles)
-	if err != nil {
-		log.G(ctx).WithError(err).Warn("vordr gate: record the decision in the event log")
-		return
-	}
-	defer w.Close()
+// gateRecord is the gate's decision as an event log line (kind "gate"): the
+// guard writes it first in the container's log, the gate itself for a
+// refused container. `vordr events --container` shows it, and the metrics
+// exporter counts decisions and check times from it.
+func gateRecord(c *task.Container, d Decision, refused error) map[string]any {
 	decision, verdict := "verified", "allowed"
 	switch {
 	case refused != nil:
@@ -205,7 +210,7 @@ func record(ctx context.Context, c *task.Container, d Decision, refused error) {
 		}
 		g["reason"], g["message"] = reason, d.Err.Error()
 	}
-	_ = w.Write(map[string]any{"time": time.Now(), "kind": "gate", "container_id": c.ID, "verdict": verdict, "gate": g})
+	return map[string]any{"time": time.Now(), "kind": "gate", "container_id": c.ID, "verdict": verdict, "gate": g}
 }
 
 // judge applies the policy's mode to a failed check.

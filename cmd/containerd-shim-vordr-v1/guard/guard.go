@@ -162,6 +162,9 @@ func (h *hook) PreCreate(ctx context.Context, c *task.Container) error {
 		h.waitTeardown(key(c)) // a previous container of this id still closing its log
 		ev := c.Config.Events
 		g.log, g.logErr = eventlog.Create(ev.Dir, c.Namespace, c.ID, ev.MaxFileBytes, ev.MaxFiles)
+		if g.logErr == nil && c.GateRecord != nil {
+			_ = g.log.Write(c.GateRecord) // set by the gate, which runs first
+		}
 		if g.logErr == nil {
 			// Where this container's log is, for `shim delete` after a
 			// dead shim (it writes the "guard lost" record the dead shim

@@ -43,6 +43,9 @@ type Container struct {
 	ImageExecutables map[string]struct{}
 	// VerifiedImage names the image the gate verified ("name@digest").
 	VerifiedImage string
+	// GateRecord is the gate's decision as an event log line, for the guard
+	// to write first in the container's log (nil: no policy, no decision).
+	GateRecord any
 
 	// Pid is the init process, waiting in runc init until Start.
 	Pid int

@@ -12,8 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -28,11 +26,11 @@ import (
 	"github.com/containerd/ttrpc"
 	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/vordr-project/vordr/alerts"
 	"github.com/vordr-project/vordr/config"
+	"github.com/vordr-project/vordr/monitor"
 )
 
 // service wraps the runc task service. Methods it does not override are the
@@ -177,7 +175,7 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 
 	c.Pid = int(resp.Pid)
 	if err := c.learnCgroup(); err != nil {
-		if initGone(c.Pid) {
+		if monitor.ProcessGone(c.Pid) {
 			return s.createdDead(ctx, c, resp, err)
 		}
 		return nil, err
@@ -185,7 +183,7 @@ func (s *service) create(ctx context.Context, r *taskapi.CreateTaskRequest) (_ *
 	for _, h := range s.hooks {
 		t := time.Now()
 		if err := call(ctx, h, "PostCreate", func() error { return h.PostCreate(ctx, c) }); err != nil {
-			if initGone(c.Pid) {
+			if monitor.ProcessGone(c.Pid) {
 				return s.createdDead(ctx, c, resp, err)
 			}
 			return nil, fmt.Errorf("vordr %s could not guard container %s: %w", h.Name(), r.ID, err)
@@ -221,20 +219,6 @@ func (s *service) createdDead(ctx context.Context, c *Container, resp *taskapi.C
 	s.containers[c.ID] = c
 	s.mu.Unlock()
 	return resp, nil
-}
-
-// initGone reports whether pid has exited (reaped, or a zombie waiting for
-// the shim's reaper).
-func initGone(pid int) bool {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ESRCH)
-	}
-	i := bytes.LastIndexByte(data, ')')
-	if i < 0 || i+2 >= len(data) {
-		return false
-	}
-	return data[i+2] == 'Z' || data[i+2] == 'X'
 }
 
 // alertRefused reports a deployer's attempt to choose what the operator did

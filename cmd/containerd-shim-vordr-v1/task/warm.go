@@ -44,8 +44,7 @@ func warmCodecs() {
 	}
 	var back specs.Spec
 	_ = json.Unmarshal(data, &back)
-	var p specs.Process
-	_ = json.Unmarshal(data[:0], &p)
+	var p specs.Process // Exec's process spec
 	if pd, err := json.Marshal(s.Process); err == nil {
 		_ = json.Unmarshal(pd, &p)
 	}
