@@ -348,14 +348,11 @@ func FromOptions(opts typeurl.Any) (*Config, error) {
 		}
 		// runc's options say nothing of vordr's own settings (profile,
 		// policies, events): those come from the node's default config,
-		// and the client's runc options replace its [runc] table.
-		cfg, err := Default()
-		if err != nil {
-			return nil, err
-		}
-		cfg.Runc = fromRuncOptions(&o)
-		cfg.Source = "runc options + " + cfg.Source
-		return cfg, nil
+		// and the client's runc options replace its [runc] table. node is
+		// this call's own copy: parsing the file once is enough.
+		node.Runc = fromRuncOptions(&o)
+		node.Source = "runc options + " + node.Source
+		return node, nil
 	case RuntimeOptionsTypeURL:
 		var o runtimeoptions.Options
 		if err := typeurl.UnmarshalTo(opts, &o); err != nil {

@@ -34,6 +34,7 @@ import (
 
 	"github.com/vordr-project/vordr/cmd/containerd-shim-vordr-v1/task"
 	"github.com/vordr-project/vordr/ctp"
+	"github.com/vordr-project/vordr/config"
 	"github.com/vordr-project/vordr/ctp/policy"
 	"github.com/vordr-project/vordr/eventlog"
 	"github.com/vordr-project/vordr/monitor"
@@ -94,8 +95,14 @@ func New(ic *cplugin.InitContext, publisher shim.Publisher) (task.Hook, error) {
 	g := &Gate{address: addr, publisher: publisher, verified: map[string]verdict{}, uppers: map[string]*started{}}
 	if addr != "" {
 		// Connect while containerd is still starting the shim, so the first
-		// Create does not pay for the connection.
-		go g.warm()
+		// Create does not pay for the connection, but only where the node's
+		// config names policies: without one the gate never asks containerd
+		// anything, and an idle connection costs both sides memory.
+		go func() {
+			if cfg, err := config.Default(); err == nil && len(cfg.Policies) > 0 {
+				g.warm()
+			}
+		}()
 	}
 	return g, nil
 }

@@ -53,7 +53,6 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
-			// go warmCodecs()
 			publisher := pp.(shim.Publisher)
 			inner, err := task.NewTaskService(ic.Context, publisher, ss.(shutdown.Service))
 			if err != nil {
