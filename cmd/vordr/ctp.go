@@ -43,6 +43,7 @@ var ctpCommand = &cli.Command{
 		ctpPackCommand,
 		ctpSignCommand,
 		ctpVerifyCommand,
+		ctpVerifyAttestationCommand,
 		ctpInspectCommand,
 		ctpPolicyCommand,
 		ctpLogLeavesCommand,

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+
+	"github.com/vordr-project/vordr/ctp/sigstore/sigstoretest"
+)
+
+// A cosign user's verify-blob-attestation command lines work unchanged,
+// offline, with exit 0 for accepted and 1 for refused.
+func TestVerifyAttestationCLI(t *testing.T) {
+	dir := t.TempDir()
+	p := func(n string) string { return filepath.Join(dir, n) }
+	write := func(n string, data []byte) {
+		if err := os.WriteFile(p(n), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	img := sigstoretest.DigestOf("manifest")
+	stmt := sigstoretest.Statement(t, "https://in-toto.io/Statement/v0.1", img, "https://slsa.dev/provenance/v0.2", map[string]any{"buildType": "x"})
+	bj, trj := sigstoretest.Keyless(t, stmt, sigstoretest.Identity, sigstoretest.Issuer, true)
+	write("keyless.sigstore.json", bj)
+	write("trusted_root.json", trj)
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := cryptoutils.MarshalPublicKeyToPEM(k.Public())
+	write("cosign.pub", pub)
+	write("keyed.sigstore.json", sigstoretest.Keyed(t, stmt, k))
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	opub, _ := cryptoutils.MarshalPublicKeyToPEM(other.Public())
+	write("other.pub", opub)
+
+	keyless := []string{"ctp", "verify-attestation", "--bundle", p("keyless.sigstore.json"), "--digest", img, "--trusted-root", p("trusted_root.json")}
+	id := []string{"--certificate-identity", sigstoretest.Identity, "--certificate-oidc-issuer", sigstoretest.Issuer}
+	keyed := []string{"ctp", "verify-attestation", "--bundle", p("keyed.sigstore.json"), "--digest", img}
+	cat := func(a ...[]string) []string {
+		var out []string
+		for _, x := range a {
+			out = append(out, x...)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		out  string
+	}{
+		{"keyless", cat(keyless, id), exitAccepted, "Verified OK"},
+		{"keyless regexp", cat(keyless, []string{"--certificate-identity-regexp", `@example\.com$`, "--certificate-oidc-issuer-regexp", `^https://token\.`}), exitAccepted, sigstoretest.Identity},
+		{"keyless predicate type", cat(keyless, id, []string{"--type", "slsaprovenance"}), exitAccepted, "provenance/v0.2"},
+		{"keyless wrong predicate type", cat(keyless, id, []string{"--type", "spdxjson"}), exitRejected, ""},
+		{"keyless wrong identity", cat(keyless, []string{"--certificate-identity", "mallory@example.com", "--certificate-oidc-issuer", sigstoretest.Issuer}), exitRejected, ""},
+		{"keyless wrong digest", cat([]string{"ctp", "verify-attestation", "--bundle", p("keyless.sigstore.json"), "--digest", sigstoretest.DigestOf("x"), "--trusted-root", p("trusted_root.json")}, id), exitRejected, ""},
+		{"keyless without identity", keyless, exitUsage, ""},
+		{"keyless issuer only", cat(keyless, []string{"--certificate-oidc-issuer", sigstoretest.Issuer}), exitUsage, ""},
+		{"keyed", cat(keyed, []string{"--key", p("cosign.pub"), "--insecure-ignore-tlog"}), exitAccepted, "signed by key sha256:"},
+		{"keyed bare hex digest", []string{"ctp", "verify-attestation", "--bundle", p("keyed.sigstore.json"), "--digest", strings.TrimPrefix(img, "sha256:"), "--digestAlg", "sha256", "--key", p("cosign.pub"), "--insecure-ignore-tlog"}, exitAccepted, ""},
+		{"keyed flags after", cat([]string{"ctp", "verify-attestation", "--key", p("cosign.pub")}, keyed[2:], []string{"--insecure-ignore-tlog"}), exitAccepted, ""},
+		{"keyed without tlog flag", cat(keyed, []string{"--key", p("cosign.pub")}), exitRejected, ""},
+		{"keyed other key", cat(keyed, []string{"--key", p("other.pub"), "--insecure-ignore-tlog"}), exitRejected, ""},
+		{"keyed bundle, keyless flags", cat(keyed, []string{"--trusted-root", p("trusted_root.json"), "--insecure-ignore-tlog"}, id), exitRejected, ""},
+		{"no bundle file", cat([]string{"ctp", "verify-attestation", "--bundle", p("missing.json"), "--digest", img, "--key", p("cosign.pub")}), exitUsage, ""},
+	} {
+		out, code := run(t, tc.args...)
+		if code != tc.code {
+			t.Errorf("%s: exit %d, want %d; output:\n%s", tc.name, code, tc.code, out)
+		}
+		if !strings.Contains(out, tc.out) {
+			t.Errorf("%s: output lacks %q:\n%s", tc.name, tc.out, out)
+		}
+	}
+
+	out, code := run(t, cat(keyless, id, []string{"--json"})...)
+	var res struct {
+		Verified bool `json:"verified"`
+		Result   struct {
+			Signer        string `json:"signer"`
+			Issuer        string `json:"issuer"`
+			StatementType string `json:"statement_type"`
+			TlogEntries   int    `json:"tlog_entries"`
+		} `json:"result"`
+	}
+	if code != exitAccepted || json.Unmarshal([]byte(out), &res) != nil || !res.Verified || res.Result.Signer != sigstoretest.Identity ||
+		res.Result.Issuer != sigstoretest.Issuer || res.Result.TlogEntries != 1 || res.Result.StatementType != "https://in-toto.io/Statement/v0.1" {
+		t.Errorf("--json: exit %d, %+v:\n%s", code, res, out)
+	}
+	out, code = run(t, cat(keyed, []string{"--key", p("other.pub"), "--insecure-ignore-tlog", "--json"})...)
+	if code != exitRejected || !strings.Contains(out, `"verified": false`) || !strings.Contains(out, `"error"`) {
+		t.Errorf("--json refused: exit %d:\n%s", code, out)
+	}
+}
