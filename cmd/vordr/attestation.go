@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/vordr-project/vordr/ctp"
 	"github.com/vordr-project/vordr/ctp/keys"
 	"github.com/vordr-project/vordr/ctp/sigstore"
 )
@@ -145,4 +147,81 @@ func predicateType(s string) string {
 		return "https://cosign.sigstore.dev/attestation/v1"
 	}
 	return s
+}
+
+// ctpExportCommand writes a bundle's attestations in other evidence formats.
+var ctpExportCommand = &cli.Command{
+	Name:      "export",
+	Usage:     "write a bundle's attestations as sigstore bundles (one per signature), for cosign and sigstore verifiers",
+	ArgsUsage: "BUNDLE",
+	Flags: []cli.Flag{
+		&cli.BoolFlag{Name: "sigstore", Usage: "sigstore bundle v0.3 JSON (the only format so far; required)"},
+		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "directory to write into (created)", Required: true},
+	},
+	Action: func(c *cli.Context) error {
+		if c.NArg() != 1 {
+			return cli.Exit("export takes one BUNDLE", exitUsage)
+		}
+		if !c.Bool("sigstore") {
+			return cli.Exit("export needs a format: --sigstore", exitUsage)
+		}
+		b, err := ctp.OpenFile(c.Args().First(), ctp.Options{})
+		if err != nil {
+			return exitFor(err)
+		}
+		defer b.Close()
+		envs := b.Attestations().Attestations
+		if len(envs) == 0 {
+			return cli.Exit("the bundle has no attestations", exitRejected)
+		}
+		dir := c.String("output")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return cli.Exit(err.Error(), exitUsage)
+		}
+		md := b.ManifestDescriptor().Digest.String()
+		for i, env := range envs {
+			bundles, err := sigstore.Export(env)
+			if err != nil {
+				return cli.Exit(fmt.Sprintf("attestation %d: %v", i, err), exitRejected)
+			}
+			for j, data := range bundles {
+				kid := strings.TrimPrefix(env.Signatures[j].KeyID, "sha256:")
+				if len(kid) > 12 {
+					kid = kid[:12]
+				}
+				name := filepath.Join(dir, fmt.Sprintf("%02d-%s-%s.sigstore.json", i, predicateShort(predicateTypeOf(env.Payload)), kid))
+				if err := writeFileAtomic(name, data); err != nil {
+					return cli.Exit(err.Error(), exitUsage)
+				}
+				fmt.Fprintln(c.App.Writer, name)
+			}
+		}
+		fmt.Fprintf(c.App.Writer, "verify with: cosign verify-blob-attestation --bundle FILE --key KEY.pub --insecure-ignore-tlog --digest %s --digestAlg sha256 (or vordr ctp verify-attestation with the same flags)\n", strings.TrimPrefix(md, "sha256:"))
+		return nil
+	},
+}
+
+// predicateShort names a predicate type in a file name.
+func predicateShort(t string) string {
+	switch {
+	case strings.Contains(t, "slsa.dev/provenance"):
+		return "provenance"
+	case strings.Contains(t, "spdx"):
+		return "spdx"
+	case strings.Contains(t, "cyclonedx"):
+		return "cyclonedx"
+	}
+	return "attestation"
+}
+
+func writeFileAtomic(name string, data []byte) error {
+	tmp := name + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, name); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
 }

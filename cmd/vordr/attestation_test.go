@@ -12,6 +12,9 @@ import (
 
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 
+	"github.com/vordr-project/vordr/ctp"
+	"github.com/vordr-project/vordr/ctp/keys"
+	"github.com/vordr-project/vordr/ctp/sigstore"
 	"github.com/vordr-project/vordr/ctp/sigstore/sigstoretest"
 )
 
@@ -99,5 +102,84 @@ func TestVerifyAttestationCLI(t *testing.T) {
 	out, code = run(t, cat(keyed, []string{"--key", p("other.pub"), "--insecure-ignore-tlog", "--json"})...)
 	if code != exitRejected || !strings.Contains(out, `"verified": false`) || !strings.Contains(out, `"error"`) {
 		t.Errorf("--json refused: exit %d:\n%s", code, out)
+	}
+}
+
+// vordr ctp export --sigstore writes bundles that sigstore-go's verifier
+// accepts with the signer's public key, and that name the image.
+func TestExportSigstore(t *testing.T) {
+	dir := t.TempDir()
+	p := func(n string) string { return filepath.Join(dir, n) }
+	os.MkdirAll(p("rootfs/bin"), 0o755)
+	os.WriteFile(p("rootfs/bin/hello"), []byte("#!/bin/sh\necho hi\n"), 0o755)
+	for _, args := range [][]string{
+		{"ctp", "keygen", "--no-encrypt", p("release")},
+		{"ctp", "keygen", "--no-encrypt", "--type", "ecdsa-p256", p("second")},
+		{"ctp", "pack", "-o", p("app.ctp"), "--name", "app", "--ref", "example.com/app:1", "--created", "2025-01-01T00:00:00Z", "--progress", "never", p("rootfs")},
+	} {
+		if out, code := run(t, args...); code != 0 {
+			t.Fatalf("%v: %d %s", args, code, out)
+		}
+	}
+	if out, code := run(t, "ctp", "export", "--sigstore", "-o", p("out"), p("app.ctp")); code != exitRejected {
+		t.Errorf("export of an unsigned bundle: exit %d, want %d: %s", code, exitRejected, out)
+	}
+	for _, k := range []string{"release", "second"} {
+		if out, code := run(t, "ctp", "sign", "--key", p(k+".key"), p("app.ctp")); code != 0 {
+			t.Fatalf("sign: %d %s", code, out)
+		}
+	}
+	out, code := run(t, "ctp", "export", "--sigstore", "-o", p("out"), p("app.ctp"))
+	if code != 0 {
+		t.Fatalf("export: %d %s", code, out)
+	}
+	files, _ := filepath.Glob(p("out/*.sigstore.json"))
+	// Two attestations (provenance, SBOM), each signed by two keys.
+	if len(files) != 4 {
+		t.Fatalf("export wrote %d bundles, want 4:\n%s", len(files), out)
+	}
+	b, err := ctp.OpenFile(p("app.ctp"), ctp.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := b.ManifestDescriptor().Digest.String()
+	b.Close()
+	pubs := map[string]string{}
+	for _, k := range []string{"release", "second"} {
+		pk, err := keys.LoadPublicKey(p(k + ".pub"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pubs[strings.TrimPrefix(pk.ID, "sha256:")[:12]] = p(k + ".pub")
+	}
+	for _, f := range files {
+		var key string
+		for short, path := range pubs {
+			if strings.Contains(f, short) {
+				key = path
+			}
+		}
+		if key == "" {
+			t.Fatalf("%s: names no signer key", f)
+		}
+		other := pubs[func() string {
+			for s, path := range pubs {
+				if path != key {
+					return s
+				}
+			}
+			return ""
+		}()]
+		data, _ := os.ReadFile(f)
+		pk, _ := keys.LoadPublicKey(key)
+		if _, err := sigstore.Verify(data, sigstore.Options{Digest: img, PublicKey: pk.Key, IgnoreTlog: true}); err != nil {
+			t.Errorf("%s: sigstore-go refused the exported bundle: %v", f, err)
+		}
+		if out, code := run(t, "ctp", "verify-attestation", "--bundle", f, "--key", key, "--insecure-ignore-tlog", "--digest", img); code != exitAccepted {
+			t.Errorf("%s: verify-attestation: exit %d %s", f, code, out)
+		}
+		if _, code := run(t, "ctp", "verify-attestation", "--bundle", f, "--key", other, "--insecure-ignore-tlog", "--digest", img); code != exitRejected {
+			t.Errorf("%s: verified with the other signer's key: exit %d", f, code)
+		}
 	}
 }

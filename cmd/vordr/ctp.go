@@ -44,6 +44,7 @@ var ctpCommand = &cli.Command{
 		ctpSignCommand,
 		ctpVerifyCommand,
 		ctpVerifyAttestationCommand,
+		ctpExportCommand,
 		ctpInspectCommand,
 		ctpPolicyCommand,
 		ctpLogLeavesCommand,

@@ -33,8 +33,8 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/vordr-project/vordr/cmd/containerd-shim-vordr-v1/task"
-	"github.com/vordr-project/vordr/ctp"
 	"github.com/vordr-project/vordr/config"
+	"github.com/vordr-project/vordr/ctp"
 	"github.com/vordr-project/vordr/ctp/policy"
 	"github.com/vordr-project/vordr/eventlog"
 	"github.com/vordr-project/vordr/monitor"
