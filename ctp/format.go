@@ -28,9 +28,11 @@ const (
 
 // Media types and URIs fixed by the format.
 const (
-	BundleMediaType      = "application/vnd.verified-container.bundle+json"
-	StatementType        = "https://in-toto.io/Statement/v1"
-	PredicateSLSA        = "https://slsa.dev/provenance/v1"
+	BundleMediaType = "application/vnd.verified-container.bundle+json"
+	StatementType   = "https://in-toto.io/Statement/v1"
+	PredicateSLSA   = "https://slsa.dev/provenance/v1"
+	// PredicateSLSAv02 is SLSA provenance v0.2, which cosign attest writes.
+	PredicateSLSAv02     = "https://slsa.dev/provenance/v0.2"
 	PredicateSPDX        = "https://spdx.dev/Document"
 	BuildTypePack        = "https://github.com/vordr-project/vordr/ctp/pack/v1"
 	BuilderID            = "https://github.com/vordr-project/vordr/cmd/vordr"
@@ -58,6 +60,11 @@ type AttestationBundle struct {
 	Version      int             `json:"version"`
 	Attestations []dsse.Envelope `json:"attestations"`
 	LogEntries   []LogEntry      `json:"logEntries"`
+	// SigstoreBundles are sigstore bundles (cosign's attestations, keyed or
+	// keyless), each the bundle's JSON as a string, kept byte for byte as
+	// its producer wrote it. Optional; verified with the policy's signers
+	// and identities (docs/ctp-format.md §5).
+	SigstoreBundles []string `json:"sigstoreBundles,omitempty"`
 }
 
 // LogEntry is transparency-log evidence that one DSSE signature was logged.

@@ -5,6 +5,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -506,7 +507,26 @@ func (b *Bundle) parse(lim Limits) error {
 			return malformed(ReasonInvalidField, BundleJSONPath, "attestations[%d].signatures must be an array", i)
 		}
 	}
+	seen := map[string]bool{}
+	for i, sb := range b.attest.SigstoreBundles {
+		if !isSigstoreBundle([]byte(sb)) {
+			return malformed(ReasonMediaType, BundleJSONPath, "sigstoreBundles[%d] is not a sigstore bundle (a JSON object with mediaType application/vnd.dev.sigstore.bundle…)", i)
+		}
+		if seen[sb] {
+			return malformed(ReasonDuplicateEntry, BundleJSONPath, "sigstoreBundles[%d] appears twice", i)
+		}
+		seen[sb] = true
+	}
 	return nil
+}
+
+// isSigstoreBundle checks the shape only; the content is checked by the
+// sigstore verifier.
+func isSigstoreBundle(data []byte) bool {
+	var probe struct {
+		MediaType string `json:"mediaType"`
+	}
+	return json.Unmarshal(data, &probe) == nil && strings.HasPrefix(probe.MediaType, "application/vnd.dev.sigstore.bundle")
 }
 
 var layerMediaTypes = map[string]bool{

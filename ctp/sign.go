@@ -1,9 +1,11 @@
 package ctp
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -46,6 +48,7 @@ func cloneAttestations(a AttestationBundle) AttestationBundle {
 		out.Attestations[i] = env
 	}
 	out.LogEntries = append([]LogEntry{}, a.LogEntries...)
+	out.SigstoreBundles = append([]string(nil), a.SigstoreBundles...)
 	return out
 }
 
@@ -231,4 +234,53 @@ func checkEntryShape(e LogEntry) error {
 		}
 	}
 	return nil
+}
+
+// AttachSigstore adds sigstore bundles (cosign attest --bundle output) to the
+// bundle at in and writes the result to out (which may be in). Each must be a
+// sigstore bundle; one already present is not added twice. Nothing is
+// verified here beyond the shape: verify checks them against a policy.
+func AttachSigstore(ctx context.Context, in, out string, bundles [][]byte, opts Options) error {
+	b, err := OpenFile(in, opts)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	if err := b.VerifyBlobs(ctx); err != nil {
+		return err
+	}
+	att := cloneAttestations(b.attest)
+	have := map[string]bool{}
+	for _, s := range att.SigstoreBundles {
+		have[s] = true
+	}
+	for i, data := range bundles {
+		if !isSigstoreBundle(data) {
+			return fmt.Errorf("sigstore bundle %d: not a sigstore bundle (want a JSON object with mediaType %s)", i, "application/vnd.dev.sigstore.bundle.v0.3+json")
+		}
+		// Kept as written: compacted only, so the bundle is one JSON
+		// string whatever its producer's indentation.
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, data); err != nil {
+			return fmt.Errorf("sigstore bundle %d: %w", i, err)
+		}
+		s := buf.String()
+		if have[s] {
+			continue
+		}
+		have[s] = true
+		att.SigstoreBundles = append(att.SigstoreBundles, s)
+	}
+	aj, err := canonical.Marshal(att)
+	if err != nil {
+		return err
+	}
+	if int64(len(aj)) > DefaultLimits.MaxAttestationJSON {
+		return fmt.Errorf("attestations would be %d bytes, limit %d", len(aj), DefaultLimits.MaxAttestationJSON)
+	}
+	comp, err := CompressionOf(in)
+	if err != nil {
+		return err
+	}
+	return b.rewrite(out, comp, aj)
 }

@@ -2,6 +2,7 @@ package ctp
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -37,7 +38,32 @@ type VerifyOptions struct {
 	// SkipBlobs skips re-hashing layers, for callers that already verified
 	// them (the runtime re-checking an image imported earlier).
 	SkipBlobs bool
+	// Sigstore checks the bundle's sigstore bundles (ctp/sigstore's
+	// PolicyVerifier). Nil: a bundle that carries any is rejected, so a
+	// verifier built without sigstore support never skips evidence.
+	Sigstore SigstoreVerifier
 }
+
+// SigstoreVerifier checks one sigstore bundle about artifactDigest against a
+// policy's signers (keyed bundles) and identities (keyless bundles, with
+// the policy's trusted root).
+type SigstoreVerifier interface {
+	VerifySigstore(ctx context.Context, bundle []byte, artifactDigest string, p *policy.Policy) (*SigstoreVerified, error)
+}
+
+// SigstoreVerified is an accepted sigstore bundle.
+type SigstoreVerified struct {
+	// Signer is the policy signer's key id, or the identity's ID().
+	Signer string `json:"signer"`
+	// Statement is the verified in-toto statement (the envelope's payload).
+	Statement []byte `json:"statement"`
+	// TlogEntries is how many log entries were verified.
+	TlogEntries int `json:"tlogEntries"`
+}
+
+// ErrSigstoreUntrusted is wrapped by a SigstoreVerifier when no signer or
+// identity of the policy verifies a bundle.
+var ErrSigstoreUntrusted = errors.New("no signer or identity of the policy verifies the sigstore bundle")
 
 // Result says what was verified. It is also the `vordr ctp verify --json`
 // output.
@@ -145,7 +171,7 @@ func verify(ctx context.Context, b *Bundle, p *policy.Policy, opts VerifyOptions
 	manifestDigest := b.manifestDesc.Digest.Encoded()
 	tomlDigest := digestHex(b.manifestTOML)
 	att := b.attest
-	if len(att.Attestations) == 0 {
+	if len(att.Attestations) == 0 && len(att.SigstoreBundles) == 0 {
 		return newError(CodeMissingAttestation, "the bundle carries no attestations")
 	}
 	status := map[string]*SignerCheck{}
@@ -193,6 +219,12 @@ func verify(ctx context.Context, b *Bundle, p *policy.Policy, opts VerifyOptions
 		pt := ""
 		if st, err := statementOf(env); err == nil {
 			pt = st.PredicateType
+		}
+		if len(env.Signatures) == 0 && len(att.SigstoreBundles) > 0 {
+			// A statement vordr wrote at pack time and nobody signed, in a
+			// bundle whose evidence is sigstore bundles: it carries no
+			// weight (its predicate is not credited) and is not an error.
+			continue
 		}
 		counted[i] = map[string]string{}
 		var unknown, expired []string
@@ -261,6 +293,9 @@ func verify(ctx context.Context, b *Bundle, p *policy.Policy, opts VerifyOptions
 			}
 			builders = append(builders, prov.RunDetails.Builder.ID)
 		}
+	}
+	if err := verifySigstore(ctx, b, p, opts, signers, now, threshold, predicates, &builders, note); err != nil {
+		return err
 	}
 	for pt := range predicates {
 		res.Predicates = append(res.Predicates, pt)
@@ -370,6 +405,9 @@ func verifyLogs(b *Bundle, p *policy.Policy, bySig map[string]sigRef, counted []
 		return nil
 	}
 	for i, c := range counted {
+		if c == nil {
+			continue // unsigned and not counted (see verify)
+		}
 		n := 0
 		for _, sd := range c {
 			if len(covered[sd]) >= p.LogQuorum {
@@ -427,4 +465,120 @@ func verifyEntry(e LogEntry, logs map[string]*tlog.LogKey, bySig map[string]sigR
 
 func digestHex(b []byte) string {
 	return digestOf(b).Encoded()
+}
+
+// Statement types a sigstore bundle may carry: cosign still writes v0.1.
+const statementV01 = "https://in-toto.io/Statement/v0.1"
+
+// verifySigstore checks the bundle's sigstore bundles. Bundles with the same
+// statement are signatures of one attestation: each statement needs
+// threshold distinct trusted signers (keys or identities), like a DSSE
+// attestation. A statement must name the image manifest among its subjects
+// (cosign's have one subject; manifest.toml is not required: a sigstore
+// bundle made outside vordr cannot know it).
+func verifySigstore(ctx context.Context, b *Bundle, p *policy.Policy, opts VerifyOptions, signers map[string]*policy.Signer,
+	now time.Time, threshold int, predicates map[string]bool, builders *[]string, note func(id, st, pred string)) error {
+	sbs := b.attest.SigstoreBundles
+	if len(sbs) == 0 {
+		return nil
+	}
+	if opts.Sigstore == nil {
+		return &Error{Code: CodeInvalidSignature, Path: "sigstoreBundles", Msg: "the bundle carries sigstore bundles and this verifier was built without a sigstore verifier: nothing of it would be checked"}
+	}
+	manifest := b.manifestDesc.Digest.String()
+	type group struct {
+		where   string
+		signers map[string]bool
+		expired []string
+	}
+	groups := map[string]*group{}
+	var order []string
+	for i, sb := range sbs {
+		where := fmt.Sprintf("sigstoreBundles[%d]", i)
+		v, err := opts.Sigstore.VerifySigstore(ctx, []byte(sb), manifest, p)
+		if err != nil {
+			code := CodeInvalidSignature
+			if errors.Is(err, ErrSigstoreUntrusted) {
+				code = CodeUnknownKey
+			}
+			return &Error{Code: code, Path: where, Msg: err.Error(), Err: err}
+		}
+		var st Statement
+		if err := json.Unmarshal(v.Statement, &st); err != nil {
+			return &Error{Code: CodeMalformedBundle, Reason: ReasonInvalidField, Path: where + ".statement", Err: err}
+		}
+		if st.Type != StatementType && st.Type != statementV01 {
+			return &Error{Code: CodeMalformedBundle, Reason: ReasonInvalidField, Path: where, Msg: fmt.Sprintf("statement _type %q, want %s or %s", st.Type, StatementType, statementV01)}
+		}
+		named := false
+		for _, s := range st.Subject {
+			if "sha256:"+s.Digest["sha256"] == manifest {
+				named = true
+			}
+		}
+		if !named {
+			return &Error{Code: CodeSubjectMismatch, Path: where, Msg: "no subject names this bundle's image manifest " + manifest}
+		}
+		sum := sha256.Sum256(v.Statement)
+		key := hex.EncodeToString(sum[:])
+		g := groups[key]
+		if g == nil {
+			g = &group{where: where, signers: map[string]bool{}}
+			groups[key] = g
+			order = append(order, key)
+		}
+		if s := signers[v.Signer]; s != nil && !s.Window(now) {
+			note(v.Signer, "expired", st.PredicateType)
+			g.expired = append(g.expired, s.String())
+			continue
+		}
+		note(v.Signer, "valid", st.PredicateType)
+		if g.signers[v.Signer] {
+			continue
+		}
+		g.signers[v.Signer] = true
+		if len(g.signers) == threshold {
+			predicates[st.PredicateType] = true
+			if id := builderOf(st); id != "" {
+				*builders = append(*builders, id)
+			}
+		}
+	}
+	for _, k := range order {
+		g := groups[k]
+		if n := len(g.signers); n < threshold {
+			if len(g.expired) > 0 {
+				return &Error{Code: CodeExpiredKey, Path: g.where, Msg: fmt.Sprintf("signed by %v outside the key's validity window; %d of %d valid signers", g.expired, n, threshold)}
+			}
+			return &Error{Code: CodeThresholdNotMet, Path: g.where, Msg: fmt.Sprintf("%d distinct trusted signers, policy requires %d", n, threshold)}
+		}
+	}
+	return nil
+}
+
+// builderOf returns the SLSA builder id of a provenance statement: v1 keeps
+// it at runDetails.builder.id, v0.2 (cosign's) at builder.id.
+func builderOf(st Statement) string {
+	var prov struct {
+		RunDetails struct {
+			Builder struct {
+				ID string `json:"id"`
+			} `json:"builder"`
+		} `json:"runDetails"`
+		Builder struct {
+			ID string `json:"id"`
+		} `json:"builder"`
+	}
+	switch st.PredicateType {
+	case PredicateSLSA, PredicateSLSAv02:
+	default:
+		return ""
+	}
+	if json.Unmarshal(st.Predicate, &prov) != nil {
+		return ""
+	}
+	if prov.RunDetails.Builder.ID != "" {
+		return prov.RunDetails.Builder.ID
+	}
+	return prov.Builder.ID
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/vordr-project/vordr/ctp"
 	"github.com/vordr-project/vordr/ctp/policy"
 	"github.com/vordr-project/vordr/plugin/evidence"
 )
@@ -30,8 +31,8 @@ var (
 func EvidenceOf(img images.Image) (*Evidence, error) { return evidence.Of(img) }
 
 // VerifyStoredImage re-verifies img's stored evidence under p.
-func VerifyStoredImage(ctx context.Context, cs content.Provider, img images.Image, p *policy.Policy) (*Evidence, error) {
-	return evidence.VerifyStored(ctx, cs, img, p)
+func VerifyStoredImage(ctx context.Context, cs content.Provider, img images.Image, p *policy.Policy, opts ctp.VerifyOptions) (*Evidence, error) {
+	return evidence.VerifyStored(ctx, cs, img, p, opts)
 }
 
 // PolicyDigest is the digest of a loaded policy's canonical form.

@@ -9,6 +9,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/vordr-project/vordr/ctp"
 	"github.com/vordr-project/vordr/ctp/policy"
 )
 
@@ -20,7 +21,7 @@ import (
 // target is the manifest md and whose stored evidence verifies under p. It
 // returns the first that verifies, or an error naming why none did
 // (ErrNoEvidence wrapped when no record carries evidence).
-func FindVerifiedImage(ctx context.Context, client *containerd.Client, md digest.Digest, p *policy.Policy) (*Evidence, error) {
+func FindVerifiedImage(ctx context.Context, client *containerd.Client, md digest.Digest, p *policy.Policy, opts ctp.VerifyOptions) (*Evidence, error) {
 	if err := md.Validate(); err != nil {
 		return nil, fmt.Errorf("image digest %q: %v: %w", md, err, errdefs.ErrInvalidArgument)
 	}
@@ -33,7 +34,7 @@ func FindVerifiedImage(ctx context.Context, client *containerd.Client, md digest
 		if _, err := EvidenceOf(img); err != nil {
 			continue
 		}
-		ev, err := VerifyStoredImage(ctx, client.ContentStore(), img, p)
+		ev, err := VerifyStoredImage(ctx, client.ContentStore(), img, p, opts)
 		if err == nil {
 			return ev, nil
 		}

@@ -225,3 +225,41 @@ func writeFileAtomic(name string, data []byte) error {
 	}
 	return nil
 }
+
+// ctpAttachSigstoreCommand adds cosign's sigstore bundles to a .ctp, so a
+// team already on cosign keeps its signing and gains vordr's import, gate
+// and guard.
+var ctpAttachSigstoreCommand = &cli.Command{
+	Name:      "attach-sigstore",
+	Usage:     "add sigstore bundles (cosign attest --bundle) to a bundle's evidence; verify checks them against the policy's signers and identities",
+	ArgsUsage: "BUNDLE SIGSTORE_BUNDLE...",
+	Flags: []cli.Flag{
+		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write here instead of rewriting BUNDLE"},
+	},
+	Action: func(c *cli.Context) error {
+		if c.NArg() < 2 {
+			return cli.Exit("attach-sigstore takes a BUNDLE and one or more sigstore bundle files", exitUsage)
+		}
+		in := c.Args().First()
+		out := c.String("output")
+		if out == "" {
+			out = in
+		}
+		var bundles [][]byte
+		for _, f := range c.Args().Slice()[1:] {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				return cli.Exit(err.Error(), exitUsage)
+			}
+			if !sigstore.IsBundle(data) {
+				return cli.Exit(fmt.Sprintf("%s is not a sigstore bundle (no mediaType %s): cosign writes one with attest --bundle FILE or attest-blob --bundle FILE", f, sigstore.MediaTypeBundleV03), exitUsage)
+			}
+			bundles = append(bundles, data)
+		}
+		if err := ctp.AttachSigstore(c.Context, in, out, bundles, ctp.Options{}); err != nil {
+			return exitFor(err)
+		}
+		fmt.Fprintf(c.App.Writer, "%s: %d sigstore bundle(s) attached\n", out, len(bundles))
+		return nil
+	},
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/vordr-project/vordr/ctp"
 	"github.com/vordr-project/vordr/ctp/keys"
 	"github.com/vordr-project/vordr/ctp/policy"
+	"github.com/vordr-project/vordr/ctp/sigstore"
 	"github.com/vordr-project/vordr/version"
 )
 
@@ -45,6 +46,7 @@ var ctpCommand = &cli.Command{
 		ctpVerifyCommand,
 		ctpVerifyAttestationCommand,
 		ctpExportCommand,
+		ctpAttachSigstoreCommand,
 		ctpInspectCommand,
 		ctpPolicyCommand,
 		ctpLogLeavesCommand,
@@ -367,7 +369,7 @@ var ctpVerifyCommand = &cli.Command{
 		default:
 			return cli.Exit("verify needs --policy or --key", exitUsage)
 		}
-		opts := ctp.VerifyOptions{Keys: pubs}
+		opts := ctp.VerifyOptions{Keys: pubs, Sigstore: sigstore.PolicyVerifier{}}
 		if s := c.String("time"); s != "" {
 			t, err := time.Parse(time.RFC3339, s)
 			if err != nil {

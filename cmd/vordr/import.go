@@ -15,6 +15,7 @@ import (
 	"github.com/vordr-project/vordr/ctp"
 	"github.com/vordr-project/vordr/ctp/keys"
 	"github.com/vordr-project/vordr/ctp/policy"
+	"github.com/vordr-project/vordr/ctp/sigstore"
 	"github.com/vordr-project/vordr/plugin"
 )
 
@@ -69,7 +70,7 @@ var importCommand = &cli.Command{
 		res, err := plugin.Import(ctx, client, c.Args().First(), pol, plugin.ImportOptions{
 			Name:        c.String("name"),
 			Snapshotter: c.String("snapshotter"),
-			Verify:      ctp.VerifyOptions{Keys: pubs},
+			Verify:      ctp.VerifyOptions{Keys: pubs, Sigstore: sigstore.PolicyVerifier{}},
 			Progress:    progressBar(c.String("progress")),
 		})
 		if err != nil {

@@ -6,12 +6,14 @@ package policy
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -57,6 +59,48 @@ type Policy struct {
 	AllowedImageRefs []string `toml:"allowed_image_refs" json:"allowedImageRefs,omitempty"`
 	Signers          []Signer `toml:"signers" json:"signers"`
 	Logs             []Log    `toml:"logs" json:"logs"`
+
+	// TrustedRoot is a sigstore trusted_root.json (path relative to the
+	// policy file): the certificate authorities, Rekor logs and timestamp
+	// authorities that vouch for keyless sigstore bundles. Needed when
+	// Identities are listed.
+	TrustedRoot string `toml:"trusted_root" json:"-"`
+	// Identities are the keyless signers trusted: a sigstore bundle whose
+	// certificate chains to TrustedRoot and names one of them counts as a
+	// signature by it (docs/policy.md).
+	Identities []Identity `toml:"identities" json:"identities,omitempty"`
+	// SigstoreIgnoreTlog accepts sigstore bundles without a transparency-log
+	// entry (cosign's --insecure-ignore-tlog). Off by default.
+	SigstoreIgnoreTlog bool `toml:"sigstore_ignore_tlog" json:"sigstoreIgnoreTlog,omitempty"`
+
+	// TrustedRootJSON is TrustedRoot's content, read at load;
+	// TrustedRootDigest its sha256, which is what the policy digest covers.
+	TrustedRootJSON   []byte `toml:"-" json:"-"`
+	TrustedRootDigest string `toml:"-" json:"trustedRootDigest,omitempty"`
+}
+
+// Identity is a keyless signer: the OIDC issuer and the subject (SAN) of its
+// certificate, each exact or a regular expression (cosign's
+// --certificate-oidc-issuer[-regexp], --certificate-identity[-regexp]).
+type Identity struct {
+	Name          string `toml:"name" json:"name,omitempty"`
+	Issuer        string `toml:"issuer" json:"issuer,omitempty"`
+	IssuerRegexp  string `toml:"issuer_regexp" json:"issuerRegexp,omitempty"`
+	Subject       string `toml:"subject" json:"subject,omitempty"`
+	SubjectRegexp string `toml:"subject_regexp" json:"subjectRegexp,omitempty"`
+}
+
+// ID names the identity among a result's signers: "identity:" and its name,
+// or its subject when it has no name.
+func (id Identity) ID() string {
+	n := id.Name
+	if n == "" {
+		n = id.Subject
+	}
+	if n == "" {
+		n = "~" + id.SubjectRegexp
+	}
+	return "identity:" + n
 }
 
 // Signer is a trusted signing key.
@@ -328,8 +372,53 @@ func (p *Policy) validate(dir string, lines map[string]int) Errors {
 			at(key+".valid_until", "valid_until is not after valid_from")
 		}
 	}
-	if p.Threshold > len(p.Signers) {
-		at("threshold", "threshold %d is more than the %d signers listed: nothing could ever verify", p.Threshold, len(p.Signers))
+	for i, id := range p.Identities {
+		key := fmt.Sprintf("identities[%d]", i)
+		switch {
+		case id.Issuer == "" && id.IssuerRegexp == "":
+			at(key, "an identity needs issuer or issuer_regexp (the OIDC issuer its certificate must name)")
+		case id.Issuer != "" && id.IssuerRegexp != "":
+			at(key, "give either issuer or issuer_regexp, not both")
+		}
+		switch {
+		case id.Subject == "" && id.SubjectRegexp == "":
+			at(key, "an identity needs subject or subject_regexp (the certificate's email or URI)")
+		case id.Subject != "" && id.SubjectRegexp != "":
+			at(key, "give either subject or subject_regexp, not both")
+		}
+		for _, re := range []string{id.IssuerRegexp, id.SubjectRegexp} {
+			if _, err := regexp.Compile(re); re != "" && err != nil {
+				at(key, "bad regular expression %q: %v", re, err)
+			}
+		}
+		if ids[id.ID()] {
+			at(key, "identity %s listed twice", id.ID())
+		}
+		ids[id.ID()] = true
+	}
+	switch {
+	case p.TrustedRoot != "":
+		tp := p.TrustedRoot
+		if !filepath.IsAbs(tp) && dir != "" {
+			tp = filepath.Join(dir, tp)
+		}
+		b, err := os.ReadFile(tp)
+		switch {
+		case err != nil:
+			at("trusted_root", "cannot read the trusted root: %v", err)
+		case len(b) > MaxSize*8:
+			at("trusted_root", "the trusted root is %d bytes, limit %d", len(b), MaxSize*8)
+		case !bytes.Contains(b, []byte("application/vnd.dev.sigstore.trustedroot")):
+			at("trusted_root", "%s is not a sigstore trusted_root.json (no mediaType application/vnd.dev.sigstore.trustedroot+json)", tp)
+		default:
+			p.TrustedRootJSON = b
+			p.TrustedRootDigest = fmt.Sprintf("sha256:%x", sha256.Sum256(b))
+		}
+	case len(p.Identities) > 0:
+		at("identities", "identities need trusted_root (a sigstore trusted_root.json naming the CAs and logs that vouch for them)")
+	}
+	if n := len(p.Signers) + len(p.Identities); p.Threshold > n {
+		at("threshold", "threshold %d is more than the %d signers and identities listed: nothing could ever verify", p.Threshold, n)
 	}
 	logIDs := map[string]bool{}
 	for i := range p.Logs {

@@ -136,6 +136,8 @@ type Result struct {
 	SignedAt        []time.Time     `json:"signed_at,omitempty"` // verified timestamps (log integration, TSA)
 	PayloadType     string          `json:"payload_type"`
 	CertificateMode bool            `json:"keyless"`
+	// Payload is the verified statement, as signed.
+	Payload []byte `json:"-"`
 }
 
 // Subject is one subject of the statement.
@@ -307,6 +309,7 @@ func summarize(res *verify.VerificationResult, payloadType string, payload []byt
 		return nil, fmt.Errorf("%w: the predicate type is %q, not the %q asked for", ErrRefused, st.GetPredicateType(), o.PredicateType)
 	}
 	r := &Result{
+		Payload:         payload,
 		MediaType:       mediaType,
 		StatementType:   st.GetType(),
 		PredicateType:   st.GetPredicateType(),

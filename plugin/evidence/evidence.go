@@ -331,7 +331,7 @@ var ErrNotVerified = errors.New("the stored attestations do not verify")
 // failing check returns an error wrapping ErrNotVerified and the *ctp.Error
 // details, so callers decide by their own mode what a failure means.
 // The returned Evidence has ChainID available.
-func VerifyStored(ctx context.Context, cs content.Provider, img images.Image, p *policy.Policy) (*Evidence, error) {
+func VerifyStored(ctx context.Context, cs content.Provider, img images.Image, p *policy.Policy, opts ctp.VerifyOptions) (*Evidence, error) {
 	ev, err := Of(img)
 	if err != nil {
 		return nil, err
@@ -339,7 +339,7 @@ func VerifyStored(ctx context.Context, cs content.Provider, img images.Image, p 
 	if err := ev.Load(ctx, cs); err != nil {
 		return nil, err
 	}
-	res, err := ev.Verify(ctx, p, ctp.VerifyOptions{})
+	res, err := ev.Verify(ctx, p, opts)
 	if err == nil && res.Decision != ctp.Accept {
 		err = &ctp.Error{Code: res.ErrorCode, Reason: res.Reason, Msg: res.Message}
 	}

@@ -13,7 +13,9 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/vordr-project/vordr/ctp"
 	"github.com/vordr-project/vordr/ctp/policy"
+	"github.com/vordr-project/vordr/ctp/sigstore"
 	"github.com/vordr-project/vordr/plugin"
 )
 
@@ -50,7 +52,7 @@ func (e *EvidenceChecker) CheckChain(ctx context.Context, c Chain) (string, erro
 	}
 	ctx, cancel := context.WithTimeout(namespaces.WithNamespace(context.WithoutCancel(ctx), c.Namespace), 30*time.Second)
 	defer cancel()
-	ev, err := plugin.FindVerifiedImage(ctx, client, md, e.Policy)
+	ev, err := plugin.FindVerifiedImage(ctx, client, md, e.Policy, ctp.VerifyOptions{Sigstore: sigstore.PolicyVerifier{}})
 	if err != nil {
 		return "", fmt.Errorf("parent %s claims image %s: %w", c.Name, md, err)
 	}

@@ -29,6 +29,7 @@ import (
 
 	"github.com/vordr-project/vordr/ctp"
 	"github.com/vordr-project/vordr/ctp/policy"
+	"github.com/vordr-project/vordr/ctp/sigstore"
 	"github.com/vordr-project/vordr/plugin"
 )
 
@@ -185,7 +186,7 @@ func (v *Verifier) fromContainerd(ctx context.Context, d digest.Digest) (string,
 	}
 	var errs []string
 	for _, ns := range nss {
-		ev, err := plugin.FindVerifiedImage(namespaces.WithNamespace(ctx, ns), client, d, v.pol)
+		ev, err := plugin.FindVerifiedImage(namespaces.WithNamespace(ctx, ns), client, d, v.pol, ctp.VerifyOptions{Sigstore: sigstore.PolicyVerifier{}})
 		if err == nil {
 			return fmt.Sprintf("attestations imported as image %s in containerd namespace %s re-verified under policy (%s)", ev.Image.Name, ns, v.pol.Mode), nil
 		}
@@ -224,7 +225,7 @@ func (v *Verifier) fromBundles(ctx context.Context, d digest.Digest) (string, er
 			b.Close()
 			continue
 		}
-		res, err := ctp.Verify(ctx, b, v.pol, ctp.VerifyOptions{})
+		res, err := ctp.Verify(ctx, b, v.pol, ctp.VerifyOptions{Sigstore: sigstore.PolicyVerifier{}})
 		b.Close()
 		if err == nil && res.Decision != ctp.Accept {
 			err = &ctp.Error{Code: res.ErrorCode, Reason: res.Reason, Msg: res.Message}

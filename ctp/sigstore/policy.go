@@ -1,0 +1,81 @@
+package sigstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/sigstore/sigstore-go/pkg/root"
+
+	"github.com/vordr-project/vordr/ctp"
+	"github.com/vordr-project/vordr/ctp/policy"
+)
+
+// PolicyVerifier checks a .ctp's sigstore bundles against a vordr policy: a
+// keyed bundle must verify with one of its signers' keys, a keyless one must
+// chain to its trusted root and name one of its identities. It is
+// ctp.VerifyOptions.Sigstore for the CLI, import and the pull-time verifier.
+type PolicyVerifier struct{}
+
+var _ ctp.SigstoreVerifier = PolicyVerifier{}
+
+// VerifySigstore implements ctp.SigstoreVerifier.
+func (PolicyVerifier) VerifySigstore(_ context.Context, bundle []byte, artifactDigest string, p *policy.Policy) (*ctp.SigstoreVerified, error) {
+	var tr *root.TrustedRoot
+	if len(p.TrustedRootJSON) > 0 {
+		var err error
+		if tr, err = LoadTrustedRoot(p.TrustedRootJSON); err != nil {
+			return nil, fmt.Errorf("policy trusted_root: %w", err)
+		}
+	}
+	var last error
+	try := func(id string, o Options) (*ctp.SigstoreVerified, bool) {
+		o.Digest, o.TrustedRoot, o.IgnoreTlog = artifactDigest, tr, p.SigstoreIgnoreTlog
+		res, err := Verify(bundle, o)
+		if err != nil {
+			last = err
+			return nil, false
+		}
+		return &ctp.SigstoreVerified{Signer: id, Statement: res.Payload, TlogEntries: res.TlogEntries}, true
+	}
+	keyless := isKeyless(bundle)
+	for _, s := range p.Signers {
+		if s.Resolved == nil || keyless {
+			continue
+		}
+		if v, ok := try(s.KeyID, Options{PublicKey: s.Resolved.Key}); ok {
+			return v, nil
+		}
+	}
+	if tr != nil && keyless {
+		for _, id := range p.Identities {
+			o := Options{Identities: []Identity{{Issuer: id.Issuer, IssuerRegexp: id.IssuerRegexp, Subject: id.Subject, SubjectRegexp: id.SubjectRegexp}}}
+			if v, ok := try(id.ID(), o); ok {
+				return v, nil
+			}
+		}
+	}
+	if last == nil {
+		if keyless {
+			last = errors.New("the bundle is keyless (signed with a certificate) and the policy lists no identities with a trusted_root")
+		} else {
+			last = errors.New("the bundle is signed with a key and the policy lists no signer keys")
+		}
+	}
+	return nil, fmt.Errorf("%w: %v", ctp.ErrSigstoreUntrusted, last)
+}
+
+// isKeyless tells a certificate-signed bundle from a key-signed one.
+func isKeyless(data []byte) bool {
+	var probe struct {
+		VerificationMaterial struct {
+			Certificate          json.RawMessage `json:"certificate"`
+			X509CertificateChain json.RawMessage `json:"x509CertificateChain"`
+		} `json:"verificationMaterial"`
+	}
+	if json.Unmarshal(data, &probe) != nil {
+		return false
+	}
+	return probe.VerificationMaterial.Certificate != nil || probe.VerificationMaterial.X509CertificateChain != nil
+}
