@@ -7,6 +7,9 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/spdx/tools-golang/spdx/v2/common"
+	spdx "github.com/spdx/tools-golang/spdx/v2/v2_3"
 )
 
 // fileRecord is one regular file of the image's final filesystem.
@@ -78,60 +81,9 @@ func parseApkInstalled(data []byte) []pkgRecord {
 	return out
 }
 
-// SPDX 2.3 document, the subset vordr writes.
-type spdxDocument struct {
-	SPDXVersion       string             `json:"spdxVersion"`
-	DataLicense       string             `json:"dataLicense"`
-	SPDXID            string             `json:"SPDXID"`
-	Name              string             `json:"name"`
-	DocumentNamespace string             `json:"documentNamespace"`
-	CreationInfo      spdxCreationInfo   `json:"creationInfo"`
-	Packages          []spdxPackage      `json:"packages"`
-	Files             []spdxFile         `json:"files"`
-	Relationships     []spdxRelationship `json:"relationships"`
-}
-
-type spdxCreationInfo struct {
-	Created  string   `json:"created"`
-	Creators []string `json:"creators"`
-}
-
-type spdxPackage struct {
-	Name             string            `json:"name"`
-	SPDXID           string            `json:"SPDXID"`
-	VersionInfo      string            `json:"versionInfo,omitempty"`
-	DownloadLocation string            `json:"downloadLocation"`
-	FilesAnalyzed    bool              `json:"filesAnalyzed"`
-	Checksums        []spdxChecksum    `json:"checksums,omitempty"`
-	ExternalRefs     []spdxExternalRef `json:"externalRefs,omitempty"`
-	PrimaryPurpose   string            `json:"primaryPackagePurpose,omitempty"`
-}
-
-type spdxExternalRef struct {
-	Category string `json:"referenceCategory"`
-	Type     string `json:"referenceType"`
-	Locator  string `json:"referenceLocator"`
-}
-
-type spdxFile struct {
-	FileName  string         `json:"fileName"`
-	SPDXID    string         `json:"SPDXID"`
-	Checksums []spdxChecksum `json:"checksums"`
-}
-
-type spdxChecksum struct {
-	Algorithm string `json:"algorithm"`
-	Value     string `json:"checksumValue"`
-}
-
-type spdxRelationship struct {
-	Element string `json:"spdxElementId"`
-	Type    string `json:"relationshipType"`
-	Related string `json:"relatedSpdxElement"`
-}
-
-// spdxID keeps only the characters SPDX allows in identifiers.
-func spdxID(prefix, s string) string {
+// spdxID keeps only the characters SPDX allows in identifiers. The
+// "SPDXRef-" prefix is added by the library when the document is encoded.
+func spdxID(prefix, s string) common.ElementID {
 	var b strings.Builder
 	b.WriteString(prefix)
 	for _, r := range s {
@@ -141,12 +93,22 @@ func spdxID(prefix, s string) string {
 			b.WriteByte('-')
 		}
 	}
-	return b.String()
+	return common.ElementID(b.String())
 }
 
-// buildSPDX renders the SBOM of an image. The output depends only on its
-// arguments, never on the clock or the map order, so packing is reproducible.
-func buildSPDX(name, version, imageDigest string, created time.Time, files []fileRecord, pkgs []pkgRecord) spdxDocument {
+func spdxContains(a, b common.ElementID) *spdx.Relationship {
+	return &spdx.Relationship{
+		RefA:         common.DocElementID{ElementRefID: a},
+		RefB:         common.DocElementID{ElementRefID: b},
+		Relationship: common.TypeRelationshipContains,
+	}
+}
+
+// buildSPDX renders the SBOM of an image as an SPDX 2.3 document (the model
+// of github.com/spdx/tools-golang). The output depends only on its
+// arguments, never on the clock or the map order, so packing is
+// reproducible.
+func buildSPDX(name, version, imageDigest string, created time.Time, files []fileRecord, pkgs []pkgRecord) *spdx.Document {
 	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
 	sort.Slice(pkgs, func(i, j int) bool {
 		if pkgs[i].Name != pkgs[j].Name {
@@ -155,24 +117,33 @@ func buildSPDX(name, version, imageDigest string, created time.Time, files []fil
 		return pkgs[i].Version < pkgs[j].Version
 	})
 	hex := strings.TrimPrefix(imageDigest, "sha256:")
-	doc := spdxDocument{
-		SPDXVersion:       "SPDX-2.3",
-		DataLicense:       "CC0-1.0",
-		SPDXID:            "SPDXRef-DOCUMENT",
-		Name:              name,
+	const image common.ElementID = "Image"
+	doc := &spdx.Document{
+		SPDXVersion:       spdx.Version,
+		DataLicense:       spdx.DataLicense,
+		SPDXIdentifier:    "DOCUMENT",
+		DocumentName:      name,
 		DocumentNamespace: "https://vordr-project.github.io/spdx/" + name + "/" + hex,
-		CreationInfo:      spdxCreationInfo{Created: created.UTC().Format(time.RFC3339), Creators: []string{"Tool: vordr-ctp-pack"}},
-		Packages: []spdxPackage{{
-			Name: name, SPDXID: "SPDXRef-Image", VersionInfo: version, DownloadLocation: "NOASSERTION",
-			FilesAnalyzed: false, PrimaryPurpose: "CONTAINER",
-			Checksums: []spdxChecksum{{Algorithm: "SHA256", Value: hex}},
-		}},
-		Files:         []spdxFile{},
-		Relationships: []spdxRelationship{{Element: "SPDXRef-DOCUMENT", Type: "DESCRIBES", Related: "SPDXRef-Image"}},
+		CreationInfo: &spdx.CreationInfo{
+			Created:  created.UTC().Format(time.RFC3339),
+			Creators: []common.Creator{{CreatorType: "Tool", Creator: "vordr-ctp-pack"}},
+		},
+		Packages: make([]*spdx.Package, 0, len(pkgs)+1),
+		Files:    make([]*spdx.File, 0, len(files)),
+		Relationships: append(make([]*spdx.Relationship, 0, len(pkgs)+len(files)+1), &spdx.Relationship{
+			RefA:         common.DocElementID{ElementRefID: "DOCUMENT"},
+			RefB:         common.DocElementID{ElementRefID: image},
+			Relationship: common.TypeRelationshipDescribe,
+		}),
 	}
-	seen := map[string]bool{}
+	doc.Packages = append(doc.Packages, &spdx.Package{
+		PackageName: name, PackageSPDXIdentifier: image, PackageVersion: version,
+		PackageDownloadLocation: "NOASSERTION", FilesAnalyzed: false, PrimaryPackagePurpose: "CONTAINER",
+		PackageChecksums: []common.Checksum{{Algorithm: common.SHA256, Value: hex}},
+	})
+	seen := map[common.ElementID]bool{}
 	for _, p := range pkgs {
-		id := spdxID("SPDXRef-Package-"+p.Type+"-", p.Name+"-"+p.Version)
+		id := spdxID("Package-"+p.Type+"-", p.Name+"-"+p.Version)
 		if seen[id] {
 			continue
 		}
@@ -181,19 +152,21 @@ func buildSPDX(name, version, imageDigest string, created time.Time, files []fil
 		if p.Arch != "" {
 			purl += "?arch=" + p.Arch
 		}
-		doc.Packages = append(doc.Packages, spdxPackage{
-			Name: p.Name, SPDXID: id, VersionInfo: p.Version, DownloadLocation: "NOASSERTION",
-			ExternalRefs: []spdxExternalRef{{Category: "PACKAGE-MANAGER", Type: "purl", Locator: purl}},
+		doc.Packages = append(doc.Packages, &spdx.Package{
+			PackageName: p.Name, PackageSPDXIdentifier: id, PackageVersion: p.Version, PackageDownloadLocation: "NOASSERTION",
+			PackageExternalReferences: []*spdx.PackageExternalReference{{Category: common.CategoryPackageManager, RefType: common.TypePackageManagerPURL, Locator: purl}},
 		})
-		doc.Relationships = append(doc.Relationships, spdxRelationship{Element: "SPDXRef-Image", Type: "CONTAINS", Related: id})
+		doc.Relationships = append(doc.Relationships, spdxContains(image, id))
 	}
 	for i, f := range files {
-		id := fmt.Sprintf("SPDXRef-File-%d", i+1)
-		doc.Files = append(doc.Files, spdxFile{
-			FileName: "." + f.Path, SPDXID: id,
-			Checksums: []spdxChecksum{{Algorithm: "SHA1", Value: f.SHA1}, {Algorithm: "SHA256", Value: f.SHA256}},
+		id := common.ElementID(fmt.Sprintf("File-%d", i+1))
+		doc.Files = append(doc.Files, &spdx.File{
+			FileName: "." + f.Path, FileSPDXIdentifier: id,
+			Checksums: []common.Checksum{{Algorithm: common.SHA1, Value: f.SHA1}, {Algorithm: common.SHA256, Value: f.SHA256}},
+			// Required by the library's encoding; vordr makes no claim.
+			FileCopyrightText: "NOASSERTION",
 		})
-		doc.Relationships = append(doc.Relationships, spdxRelationship{Element: "SPDXRef-Image", Type: "CONTAINS", Related: id})
+		doc.Relationships = append(doc.Relationships, spdxContains(image, id))
 	}
 	return doc
 }

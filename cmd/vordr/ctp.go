@@ -187,30 +187,6 @@ func loadSigners(paths []string) ([]*keys.Signer, error) {
 	return out, nil
 }
 
-// progressBar draws on stderr when it is a terminal.
-func progressBar(enabled string) func(stage string, done, total int64) {
-	switch enabled {
-	case "never":
-		return nil
-	case "always":
-	default:
-		if !term.IsTerminal(int(os.Stderr.Fd())) {
-			return nil
-		}
-	}
-	return func(stage string, done, total int64) {
-		if total <= 0 {
-			return
-		}
-		const width = 30
-		n := int(done * width / total)
-		fmt.Fprintf(os.Stderr, "\r%-6s [%s%s] %3d%% %s", stage, strings.Repeat("=", n), strings.Repeat(" ", width-n), done*100/total, humanSize(done))
-		if done >= total {
-			fmt.Fprintln(os.Stderr)
-		}
-	}
-}
-
 func humanSize(n int64) string {
 	switch {
 	case n >= 1<<30:
@@ -253,7 +229,7 @@ var ctpPackCommand = &cli.Command{
 			Name: c.String("name"), Version: c.String("version"), ImageRef: c.String("ref"),
 			Entrypoint: c.StringSlice("entrypoint"), Cmd: c.StringSlice("cmd"), Env: c.StringSlice("env"),
 			WorkingDir: c.String("workdir"), User: c.String("user"), OS: c.String("os"), Architecture: c.String("arch"),
-			BuilderVersion: version.Version, Progress: progressBar(c.String("progress")),
+			BuilderVersion: version.Version,
 		}
 		switch comp := c.String("compress"); comp {
 		case "none", "":
@@ -290,7 +266,10 @@ var ctpPackCommand = &cli.Command{
 			return exitFor(err)
 		}
 		opts.Signers = signers
+		prog := newProgress(c.String("progress"))
+		opts.Progress = prog.Func()
 		res, err := ctp.Pack(c.Context, c.Args().First(), c.String("output"), opts)
+		prog.Done(err)
 		if err != nil {
 			return exitFor(err)
 		}

@@ -67,12 +67,14 @@ var importCommand = &cli.Command{
 			return cli.Exit(err.Error(), exitUsage)
 		}
 		defer client.Close()
+		prog := newProgress(c.String("progress"))
 		res, err := plugin.Import(ctx, client, c.Args().First(), pol, plugin.ImportOptions{
 			Name:        c.String("name"),
 			Snapshotter: c.String("snapshotter"),
 			Verify:      ctp.VerifyOptions{Keys: pubs, Sigstore: sigstore.PolicyVerifier{}},
-			Progress:    progressBar(c.String("progress")),
+			Progress:    prog.Func(),
 		})
+		prog.Done(err)
 		if err != nil {
 			return exitFor(err)
 		}
