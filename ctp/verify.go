@@ -501,7 +501,7 @@ func verifySigstore(ctx context.Context, b *Bundle, p *policy.Policy, opts Verif
 			if errors.Is(err, ErrSigstoreUntrusted) {
 				code = CodeUnknownKey
 			}
-			return &Error{Code: code, Path: where, Msg: err.Error(), Err: err}
+			return &Error{Code: code, Path: where, Msg: "sigstore bundle", Err: err}
 		}
 		var st Statement
 		if err := json.Unmarshal(v.Statement, &st); err != nil {

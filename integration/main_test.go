@@ -122,10 +122,14 @@ func buildShim(dir string) error {
 		}
 		return os.Symlink(bin, filepath.Join(dir, "containerd-shim-vordr-v1"))
 	}
-	cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "containerd-shim-vordr-v1"), "../cmd/containerd-shim-vordr-v1")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("build shim: %v\n%s", err, out)
+	// vordr-verifier goes beside the shim, as an install puts it: the gate
+	// runs it to check sigstore evidence.
+	for _, name := range []string{"containerd-shim-vordr-v1", "vordr-verifier"} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), "../cmd/"+name)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("build %s: %v\n%s", name, err, out)
+		}
 	}
 	return nil
 }

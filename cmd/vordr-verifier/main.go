@@ -31,6 +31,8 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
 
+	"github.com/vordr-project/vordr/ctp/sigstore"
+	"github.com/vordr-project/vordr/plugin/sigstorecheck"
 	"github.com/vordr-project/vordr/plugin/verifier"
 	"github.com/vordr-project/vordr/version"
 )
@@ -44,6 +46,14 @@ const (
 func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == sigstorecheck.Arg {
+		// The runtime gate's helper: one sigstore bundle, JSON in and out.
+		if err := sigstorecheck.Serve(context.Background(), stdin, stdout, sigstore.PolicyVerifier{}); err != nil {
+			fmt.Fprintln(stderr, "vordr-verifier "+sigstorecheck.Arg+": "+err.Error())
+			return exitError
+		}
+		return exitOK
+	}
 	fs := flag.NewFlagSet("vordr-verifier", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	name := fs.String("name", "", "image name being pulled")

@@ -18,6 +18,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -40,6 +42,7 @@ import (
 	"github.com/vordr-project/vordr/monitor"
 	"github.com/vordr-project/vordr/plugin/evidence"
 	"github.com/vordr-project/vordr/plugin/rootfs"
+	"github.com/vordr-project/vordr/plugin/sigstorecheck"
 )
 
 // Alert topic and payload, as the guard publishes them: a
@@ -354,7 +357,7 @@ func (g *Gate) check(ctx context.Context, c *task.Container, pol *policy.Policy,
 			return d
 		}
 		d.Phases.mark("load")
-		res, err := ev.Verify(ctx, pol, ctp.VerifyOptions{})
+		res, err := ev.Verify(ctx, pol, ctp.VerifyOptions{Sigstore: sigstorecheck.Exec{Path: sigstoreHelper(), Run: task.RunReaped}})
 		d.Phases.mark("verify")
 		if err == nil && res.Decision != ctp.Accept {
 			err = &ctp.Error{Code: res.ErrorCode, Reason: res.Reason, Msg: res.Message}
@@ -417,4 +420,21 @@ func (g *Gate) alert(ctx context.Context, c *task.Container, d Decision) {
 	if err := g.publisher.Publish(namespaces.WithNamespace(ctx, c.Namespace), TopicAlert, ev); err != nil {
 		log.G(ctx).WithError(err).Warn("vordr gate: publish alert")
 	}
+}
+
+// sigstoreHelper finds vordr-verifier, which checks sigstore evidence for
+// the gate (plugin/sigstorecheck): beside the shim first — an install puts
+// them together, and containerd's PATH may not hold it — then on PATH.
+func sigstoreHelper() string {
+	const name = "vordr-verifier"
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	return ""
 }

@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
@@ -24,7 +23,6 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/pkg/shim"
 	"github.com/containerd/containerd/v2/pkg/shutdown"
-	"github.com/containerd/containerd/v2/pkg/sys/reaper"
 	"github.com/containerd/containerd/v2/plugins"
 	"github.com/containerd/log"
 	"github.com/containerd/plugin"
@@ -198,23 +196,6 @@ func (h *hook) shutdown(ctx context.Context) error {
 	return h.out.close(ctx)
 }
 
-// runReaped runs a helper through the shim's reaper, which collects every
-// child of the shim (a plain Wait would race it and fail with ECHILD).
-func runReaped(cmd *exec.Cmd) error {
-	ec, err := reaper.Default.Start(cmd)
-	if err != nil {
-		return err
-	}
-	status, err := reaper.Default.Wait(cmd, ec)
-	if err != nil {
-		return err
-	}
-	if status != 0 {
-		return fmt.Errorf("exit status %d", status)
-	}
-	return nil
-}
-
 // PostCreate attaches the guard: the init process waits in runc init, so
 // the container's first exec is the guard's first event.
 func (h *hook) PostCreate(ctx context.Context, c *task.Container) error {
@@ -259,7 +240,7 @@ func (h *hook) PostCreate(ctx context.Context, c *task.Container) error {
 		target.Executables = &monitor.ImageExecutables{Digests: c.ImageExecutables, Source: "verified image " + c.VerifiedImage}
 	}
 	self, _ := os.Executable() // runs monitor.PidnsSysctlMain (see main.go)
-	guard, err := monitor.Attach(ctx, target, g.profile, monitor.Options{Seccomp: h.agent, SysctlHelper: self, RunHelper: runReaped})
+	guard, err := monitor.Attach(ctx, target, g.profile, monitor.Options{Seccomp: h.agent, SysctlHelper: self, RunHelper: task.RunReaped})
 	if err != nil {
 		if g.profile.Required {
 			return fmt.Errorf("profile %q requires the guard, which could not attach: %w (run `vordr doctor` to see what this node supports, or choose profile dev to run unguarded)", g.profile.Name, err)

@@ -5,8 +5,10 @@ package task
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"runtime/debug"
 
+	"github.com/containerd/containerd/v2/pkg/sys/reaper"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -72,4 +74,22 @@ func call(ctx context.Context, h Hook, point string, f func() error) (err error)
 		}
 	}()
 	return f()
+}
+
+// RunReaped runs a helper process under the shim's reaper, which collects
+// every child of the shim: exec.Cmd's own wait would race it and lose the
+// exit status.
+func RunReaped(cmd *exec.Cmd) error {
+	ec, err := reaper.Default.Start(cmd)
+	if err != nil {
+		return err
+	}
+	status, err := reaper.Default.Wait(cmd, ec)
+	if err != nil {
+		return err
+	}
+	if status != 0 {
+		return fmt.Errorf("exit status %d", status)
+	}
+	return nil
 }
