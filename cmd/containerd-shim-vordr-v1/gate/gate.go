@@ -423,12 +423,18 @@ func (g *Gate) alert(ctx context.Context, c *task.Container, d Decision) {
 }
 
 // sigstoreHelper finds vordr-verifier, which checks sigstore evidence for
-// the gate (plugin/sigstorecheck): beside the shim first — an install puts
-// them together, and containerd's PATH may not hold it — then on PATH.
+// the gate (plugin/sigstorecheck): beside the shim, where `make install`
+// puts the image-verifier directory relative to it (PREFIX/bin and
+// PREFIX/libexec/vordr/image-verifier), then on PATH. containerd's PATH may
+// hold neither, so the install layout is searched first.
 func sigstoreHelper() string {
 	const name = "vordr-verifier"
+	var candidates []string
 	if self, err := os.Executable(); err == nil {
-		p := filepath.Join(filepath.Dir(self), name)
+		dir := filepath.Dir(self)
+		candidates = append(candidates, filepath.Join(dir, name), filepath.Join(dir, "..", "libexec", "vordr", "image-verifier", name))
+	}
+	for _, p := range candidates {
 		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
 			return p
 		}
