@@ -263,3 +263,38 @@ var ctpAttachSigstoreCommand = &cli.Command{
 		return nil
 	},
 }
+
+// inspectSigstore summarises a sigstore bundle without verifying it.
+type inspectSigstore struct {
+	MediaType     string `json:"mediaType"`
+	PredicateType string `json:"predicateType"`
+	Signer        string `json:"signer"` // "keyless (certificate)" or "key <hint>"
+	TlogEntries   int    `json:"tlogEntries"`
+}
+
+func inspectSigstoreBundle(data []byte) inspectSigstore {
+	var probe struct {
+		MediaType            string `json:"mediaType"`
+		VerificationMaterial struct {
+			Certificate          json.RawMessage       `json:"certificate"`
+			X509CertificateChain json.RawMessage       `json:"x509CertificateChain"`
+			PublicKey            struct{ Hint string } `json:"publicKey"`
+			TlogEntries          []json.RawMessage     `json:"tlogEntries"`
+		} `json:"verificationMaterial"`
+		DsseEnvelope struct {
+			Payload string `json:"payload"`
+		} `json:"dsseEnvelope"`
+	}
+	_ = json.Unmarshal(data, &probe)
+	s := inspectSigstore{MediaType: probe.MediaType, PredicateType: predicateTypeOf(probe.DsseEnvelope.Payload), TlogEntries: len(probe.VerificationMaterial.TlogEntries)}
+	vm := probe.VerificationMaterial
+	switch {
+	case vm.Certificate != nil || vm.X509CertificateChain != nil:
+		s.Signer = "keyless (certificate)"
+	case vm.PublicKey.Hint != "":
+		s.Signer = "key " + vm.PublicKey.Hint
+	default:
+		s.Signer = "key (no hint)"
+	}
+	return s
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -181,5 +182,54 @@ func TestExportSigstore(t *testing.T) {
 		if _, code := run(t, "ctp", "verify-attestation", "--bundle", f, "--key", other, "--insecure-ignore-tlog", "--digest", img); code != exitRejected {
 			t.Errorf("%s: verified with the other signer's key: exit %d", f, code)
 		}
+	}
+}
+
+// A cosign user's migration: pack the image, attach the bundle cosign
+// wrote, verify under a policy naming the signer's identity.
+func TestAttachSigstoreCLI(t *testing.T) {
+	dir := t.TempDir()
+	p := func(n string) string { return filepath.Join(dir, n) }
+	os.MkdirAll(p("rootfs/bin"), 0o755)
+	os.WriteFile(p("rootfs/bin/hello"), []byte("#!/bin/sh\necho hi\n"), 0o755)
+	if out, code := run(t, "ctp", "pack", "-o", p("app.ctp"), "--name", "app", "--created", "2025-01-01T00:00:00Z", "--progress", "never", p("rootfs")); code != 0 {
+		t.Fatalf("pack: %d %s", code, out)
+	}
+	b, err := ctp.OpenFile(p("app.ctp"), ctp.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := b.ManifestDescriptor().Digest.String()
+	b.Close()
+	stmt := sigstoretest.Statement(t, "https://in-toto.io/Statement/v0.1", img, "https://slsa.dev/provenance/v0.2", map[string]any{"builder": map[string]any{"id": "https://ci.example/b"}})
+	bj, trj := sigstoretest.Keyless(t, stmt, sigstoretest.Identity, sigstoretest.Issuer, true)
+	os.WriteFile(p("att.sigstore.json"), bj, 0o644)
+	os.WriteFile(p("trusted_root.json"), trj, 0o644)
+	os.WriteFile(p("not-a-bundle.json"), []byte(`{"payloadType":"x"}`), 0o644)
+	pol := func(name, subject string) string {
+		os.WriteFile(p(name), []byte(fmt.Sprintf("version = 1\nrequired_predicates = [\"https://slsa.dev/provenance/v0.2\"]\ntrusted_root = \"trusted_root.json\"\n[[identities]]\nissuer = %q\nsubject = %q\n", sigstoretest.Issuer, subject)), 0o644)
+		return p(name)
+	}
+	good, bad := pol("release.toml", sigstoretest.Identity), pol("other.toml", "mallory@example.com")
+
+	if _, code := run(t, "ctp", "attach-sigstore", p("app.ctp"), p("not-a-bundle.json")); code != exitUsage {
+		t.Errorf("attaching a non-bundle: exit %d, want %d", code, exitUsage)
+	}
+	if out, code := run(t, "ctp", "verify", p("app.ctp"), "--policy", good); code != exitRejected {
+		t.Errorf("before attaching: exit %d: %s", code, out)
+	}
+	if out, code := run(t, "ctp", "attach-sigstore", p("app.ctp"), p("att.sigstore.json")); code != 0 {
+		t.Fatalf("attach-sigstore: %d %s", code, out)
+	}
+	out, code := run(t, "ctp", "verify", "--json", p("app.ctp"), "--policy", good)
+	if code != exitAccepted || !strings.Contains(out, `"identity:`+sigstoretest.Identity+`"`) {
+		t.Errorf("verify after attaching: exit %d: %s", code, out)
+	}
+	if out, code := run(t, "ctp", "verify", p("app.ctp"), "--policy", bad); code != exitRejected {
+		t.Errorf("another identity: exit %d: %s", code, out)
+	}
+	// inspect shows it.
+	if out, code := run(t, "ctp", "inspect", "--json", p("app.ctp")); code != 0 || !strings.Contains(out, "sigstore") {
+		t.Errorf("inspect: exit %d: %s", code, out)
 	}
 }

@@ -431,6 +431,7 @@ type inspection struct {
 	Layers         []ocispecDescriptor `json:"layers"`
 	Attestations   []inspectAttest     `json:"attestations"`
 	LogEntries     []inspectLog        `json:"logEntries"`
+	Sigstore       []inspectSigstore   `json:"sigstoreBundles,omitempty"`
 	Compression    string              `json:"compression"`
 	Verified       bool                `json:"verified"`
 }
@@ -490,6 +491,9 @@ var ctpInspectCommand = &cli.Command{
 		for _, e := range b.Attestations().LogEntries {
 			in.LogEntries = append(in.LogEntries, inspectLog{e.LogID, e.LogIndex, e.IntegratedTime, e.Signature})
 		}
+		for _, sb := range b.Attestations().SigstoreBundles {
+			in.Sigstore = append(in.Sigstore, inspectSigstoreBundle([]byte(sb)))
+		}
 		w := c.App.Writer
 		if c.Bool("json") {
 			enc := json.NewEncoder(w)
@@ -513,6 +517,12 @@ var ctpInspectCommand = &cli.Command{
 			}
 			for _, s := range a.Signers {
 				fmt.Fprintf(w, "    signed by %s\n", s)
+			}
+		}
+		if len(in.Sigstore) > 0 {
+			fmt.Fprintf(w, "sigstore bundles (not checked):\n")
+			for _, s := range in.Sigstore {
+				fmt.Fprintf(w, "  %s\n    %s, %d log entries\n", s.PredicateType, s.Signer, s.TlogEntries)
 			}
 		}
 		fmt.Fprintf(w, "log entries: %d\n", len(in.LogEntries))
