@@ -133,3 +133,7 @@ func malformedErr(reason Reason, path string, err error) *Error {
 func newError(code Code, format string, args ...any) *Error {
 	return &Error{Code: code, Msg: fmt.Sprintf(format, args...)}
 }
+
+func newErrorAt(code Code, path, format string, args ...any) *Error {
+	return &Error{Code: code, Path: path, Msg: fmt.Sprintf(format, args...)}
+}

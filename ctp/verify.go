@@ -59,6 +59,9 @@ type SigstoreVerified struct {
 	Statement []byte `json:"statement"`
 	// TlogEntries is how many log entries were verified.
 	TlogEntries int `json:"tlogEntries"`
+	// SignedAt are the verified observations of the signing time (a log's
+	// integration, a timestamp authority).
+	SignedAt []time.Time `json:"signedAt,omitempty"`
 }
 
 // ErrSigstoreUntrusted is wrapped by a SigstoreVerifier when no signer or
@@ -200,6 +203,7 @@ func verify(ctx context.Context, b *Bundle, p *policy.Policy, opts VerifyOptions
 		})
 	}()
 
+	var verified []verifiedStatement // for the freshness and vulnerability rules
 	bySig := map[string]sigRef{}
 	counted := make([]map[string]string, len(att.Attestations)) // keyid -> signature digest
 	predicates := map[string]bool{}
@@ -280,6 +284,11 @@ func verify(ctx context.Context, b *Bundle, p *policy.Policy, opts VerifyOptions
 			return err
 		}
 		predicates[st.PredicateType] = true
+		var sds []string
+		for _, sd := range counted[i] {
+			sds = append(sds, sd)
+		}
+		verified = append(verified, verifiedStatement{where: where, st: st, sigs: sds})
 		if st.PredicateType == PredicateSLSA {
 			var prov struct {
 				RunDetails struct {
@@ -294,7 +303,7 @@ func verify(ctx context.Context, b *Bundle, p *policy.Policy, opts VerifyOptions
 			builders = append(builders, prov.RunDetails.Builder.ID)
 		}
 	}
-	if err := verifySigstore(ctx, b, p, opts, signers, now, threshold, predicates, &builders, note); err != nil {
+	if err := verifySigstore(ctx, b, p, opts, signers, now, threshold, predicates, &builders, &verified, note); err != nil {
 		return err
 	}
 	for pt := range predicates {
@@ -302,8 +311,16 @@ func verify(ctx context.Context, b *Bundle, p *policy.Policy, opts VerifyOptions
 	}
 	sort.Strings(res.Predicates)
 
-	if err := verifyLogs(b, p, bySig, counted, threshold, res); err != nil {
+	logTimes := map[string]int64{}
+	if err := verifyLogs(b, p, bySig, counted, threshold, res, logTimes); err != nil {
 		return err
+	}
+	for i := range verified {
+		for _, sd := range verified[i].sigs {
+			if t, ok := logTimes[sd]; ok {
+				verified[i].signedAt = append(verified[i].signedAt, time.Unix(t, 0))
+			}
+		}
 	}
 
 	for _, rp := range p.RequiredPredicates {
@@ -311,11 +328,16 @@ func verify(ctx context.Context, b *Bundle, p *policy.Policy, opts VerifyOptions
 			return newError(CodeMissingAttestation, "no verified attestation with predicate type %s", rp)
 		}
 	}
-	if len(p.AllowedImageRefs) > 0 {
-		ref := b.manifest.ImageRef
-		if ref == "" {
-			ref = b.manifest.Name
+	ref := b.manifest.ImageRef
+	if ref == "" {
+		ref = b.manifest.Name
+	}
+	for _, pat := range p.DeniedImageRefs {
+		if m, _ := path.Match(pat, ref); m {
+			return newError(CodePolicyDenied, "image %q matches denied_image_refs pattern %q", ref, pat)
 		}
+	}
+	if len(p.AllowedImageRefs) > 0 {
 		ok := false
 		for _, pat := range p.AllowedImageRefs {
 			if m, _ := path.Match(pat, ref); m {
@@ -336,7 +358,7 @@ func verify(ctx context.Context, b *Bundle, p *policy.Policy, opts VerifyOptions
 			}
 		}
 	}
-	return nil
+	return checkRules(p, verified, now)
 }
 
 func contains(list []string, s string) bool {
@@ -377,7 +399,7 @@ func checkSubjects(subj []Subject, manifestDigest, tomlDigest string) *Error {
 	return nil
 }
 
-func verifyLogs(b *Bundle, p *policy.Policy, bySig map[string]sigRef, counted []map[string]string, threshold int, res *Result) error {
+func verifyLogs(b *Bundle, p *policy.Policy, bySig map[string]sigRef, counted []map[string]string, threshold int, res *Result, times map[string]int64) error {
 	logs := map[string]*tlog.LogKey{}
 	for _, l := range p.Logs {
 		if l.Resolved != nil {
@@ -399,6 +421,10 @@ func verifyLogs(b *Bundle, p *policy.Policy, bySig map[string]sigRef, counted []
 				covered[e.Signature] = map[string]bool{}
 			}
 			covered[e.Signature][e.LogID] = true
+			// The earliest time a trusted log vouches the signature existed.
+			if t, ok := times[e.Signature]; !ok || e.IntegratedTime < t {
+				times[e.Signature] = e.IntegratedTime
+			}
 		}
 	}
 	if p.LogQuorum == 0 {
@@ -477,7 +503,7 @@ const statementV01 = "https://in-toto.io/Statement/v0.1"
 // (cosign's have one subject; manifest.toml is not required: a sigstore
 // bundle made outside vordr cannot know it).
 func verifySigstore(ctx context.Context, b *Bundle, p *policy.Policy, opts VerifyOptions, signers map[string]*policy.Signer,
-	now time.Time, threshold int, predicates map[string]bool, builders *[]string, note func(id, st, pred string)) error {
+	now time.Time, threshold int, predicates map[string]bool, builders *[]string, verified *[]verifiedStatement, note func(id, st, pred string)) error {
 	sbs := b.attest.SigstoreBundles
 	if len(sbs) == 0 {
 		return nil
@@ -487,9 +513,10 @@ func verifySigstore(ctx context.Context, b *Bundle, p *policy.Policy, opts Verif
 	}
 	manifest := b.manifestDesc.Digest.String()
 	type group struct {
-		where   string
-		signers map[string]bool
-		expired []string
+		where    string
+		signers  map[string]bool
+		expired  []string
+		signedAt []time.Time
 	}
 	groups := map[string]*group{}
 	var order []string
@@ -537,7 +564,9 @@ func verifySigstore(ctx context.Context, b *Bundle, p *policy.Policy, opts Verif
 			continue
 		}
 		g.signers[v.Signer] = true
+		g.signedAt = append(g.signedAt, v.SignedAt...)
 		if len(g.signers) == threshold {
+			*verified = append(*verified, verifiedStatement{where: where, st: st, signedAt: g.signedAt})
 			predicates[st.PredicateType] = true
 			if id := builderOf(st); id != "" {
 				*builders = append(*builders, id)

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,6 +39,9 @@ const (
 	Audit Mode = "audit"
 )
 
+// DefaultClockSkew is the freshness rules' default tolerance.
+const DefaultClockSkew = 5 * time.Minute
+
 // MaxSize bounds a policy file.
 const MaxSize = 1 << 20
 
@@ -57,8 +61,25 @@ type Policy struct {
 	// AllowedImageRefs, if set, restricts manifest.toml's image_ref (or name)
 	// to these path.Match patterns.
 	AllowedImageRefs []string `toml:"allowed_image_refs" json:"allowedImageRefs,omitempty"`
-	Signers          []Signer `toml:"signers" json:"signers"`
-	Logs             []Log    `toml:"logs" json:"logs"`
+	// DeniedImageRefs refuses images whose ref matches one of these
+	// path.Match patterns, whatever AllowedImageRefs says.
+	DeniedImageRefs []string `toml:"denied_image_refs" json:"deniedImageRefs,omitempty"`
+	// MaxAge bounds the age of every verified SLSA provenance (its build
+	// finish time); zero: no bound.
+	MaxAge Duration `toml:"max_age" json:"maxAge,omitempty"`
+	// MaxSignatureAge bounds the age of every verified attestation's
+	// signing time as a trusted observer saw it (a trusted log's
+	// integration time, a sigstore bundle's verified timestamp); zero: no
+	// bound. A signature no trusted observer timed fails it.
+	MaxSignatureAge Duration `toml:"max_signature_age" json:"maxSignatureAge,omitempty"`
+	// ClockSkew is the tolerance for the freshness rules, both ways (a time
+	// in the future beyond it is refused); default 5m.
+	ClockSkew Duration `toml:"clock_skew" json:"clockSkew,omitempty"`
+	// Vulnerabilities, if set, requires a verified vulnerability scan
+	// (cosign's vuln predicate) within these bounds.
+	Vulnerabilities *VulnRules `toml:"vulnerabilities" json:"vulnerabilities,omitempty"`
+	Signers         []Signer   `toml:"signers" json:"signers"`
+	Logs            []Log      `toml:"logs" json:"logs"`
 
 	// TrustedRoot is a sigstore trusted_root.json (path relative to the
 	// policy file): the certificate authorities, Rekor logs and timestamp
@@ -78,6 +99,48 @@ type Policy struct {
 	TrustedRootJSON   []byte `toml:"-" json:"-"`
 	TrustedRootDigest string `toml:"-" json:"trustedRootDigest,omitempty"`
 }
+
+// VulnRules bounds what a signed vulnerability scan may report.
+type VulnRules struct {
+	// MaxCritical and MaxHigh bound the distinct vulnerabilities of that
+	// severity; nil: no bound.
+	MaxCritical *int `toml:"max_critical" json:"maxCritical,omitempty"`
+	MaxHigh     *int `toml:"max_high" json:"maxHigh,omitempty"`
+	// MaxAge bounds the age of the scan (its finish time); zero: no bound.
+	MaxAge Duration `toml:"max_age" json:"maxAge,omitempty"`
+}
+
+// Duration is a time.Duration written as a string: Go's syntax ("720h",
+// "90m") or a whole number of days ("30d").
+type Duration time.Duration
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	s := string(b)
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days < 0 {
+			return fmt.Errorf("duration %q: want a whole number of days (\"30d\") or Go's syntax (\"720h\")", s)
+		}
+		*d = Duration(time.Duration(days) * 24 * time.Hour)
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: want Go's syntax (\"720h\", \"90m\") or days (\"30d\")", s)
+	}
+	if v < 0 {
+		return fmt.Errorf("duration %q must not be negative", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
 
 // Identity is a keyless signer: the OIDC issuer and the subject (SAN) of its
 // certificate, each exact or a regular expression (cosign's
@@ -321,6 +384,24 @@ func (p *Policy) validate(dir string, lines map[string]int) Errors {
 	for _, pat := range p.AllowedImageRefs {
 		if _, err := path.Match(pat, ""); err != nil {
 			at("allowed_image_refs", "bad pattern %q: %v", pat, err)
+		}
+	}
+	for _, pat := range p.DeniedImageRefs {
+		if _, err := path.Match(pat, ""); err != nil {
+			at("denied_image_refs", "bad pattern %q: %v", pat, err)
+		}
+	}
+	if p.ClockSkew == 0 {
+		p.ClockSkew = Duration(DefaultClockSkew)
+	}
+	if v := p.Vulnerabilities; v != nil {
+		for k, n := range map[string]*int{"max_critical": v.MaxCritical, "max_high": v.MaxHigh} {
+			if n != nil && *n < 0 {
+				at("vulnerabilities."+k, "%s must not be negative", k)
+			}
+		}
+		if v.MaxCritical == nil && v.MaxHigh == nil && v.MaxAge == 0 {
+			at("vulnerabilities", "[vulnerabilities] sets no bound: give max_critical, max_high or max_age")
 		}
 	}
 	ids := map[string]bool{}

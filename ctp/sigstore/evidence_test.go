@@ -209,3 +209,48 @@ subject = %q
 }
 
 func mustKeyT(t *testing.T) *ecdsa.PrivateKey { return mustKey(t) }
+
+// A signed vulnerability scan (cosign attest --type vuln, Trivy's report)
+// is held to the policy's [vulnerabilities] bounds; without one the rule
+// cannot be satisfied.
+func TestCTPVulnerabilityRules(t *testing.T) {
+	path, manifest := packed(t)
+	k := mustKeyT(t)
+	pemB, _ := cryptoutils.MarshalPublicKeyToPEM(k.Public())
+	finished := time.Now().Add(-2 * time.Hour).UTC().Format(time.RFC3339)
+	vuln := sigstoretest.Statement(t, StatementV01, manifest, ctp.PredicateVuln, map[string]any{
+		"scanner": map[string]any{"uri": "pkg:github/aquasecurity/trivy@v0.50.0", "result": map[string]any{"Results": []any{
+			map[string]any{"Vulnerabilities": []any{
+				map[string]any{"VulnerabilityID": "CVE-2024-0001", "Severity": "CRITICAL"},
+				map[string]any{"VulnerabilityID": "CVE-2024-0002", "Severity": "HIGH"},
+				map[string]any{"VulnerabilityID": "CVE-2024-0003", "Severity": "HIGH"},
+			}},
+		}}},
+		"metadata": map[string]any{"scanStartedOn": finished, "scanFinishedOn": finished},
+	})
+	withScan := attach(t, path, sigstoretest.Keyed(t, vuln, k), sigstoretest.Keyed(t, provenance(t, manifest), k))
+	withoutScan := attach(t, path, sigstoretest.Keyed(t, provenance(t, manifest), k))
+	pol := func(rules string) string {
+		return fmt.Sprintf("version = 1\nsigstore_ignore_tlog = true\n[vulnerabilities]\n%s\n[[signers]]\npublic_key = \"\"\"%s\"\"\"\n", rules, pemB)
+	}
+	opts := ctp.VerifyOptions{Sigstore: PolicyVerifier{}}
+	for name, tc := range map[string]struct {
+		path, rules string
+		code        ctp.Code
+	}{
+		"within bounds":     {withScan, "max_critical = 1\nmax_high = 2", ""},
+		"too many critical": {withScan, "max_critical = 0", ctp.CodePolicyDenied},
+		"too many high":     {withScan, "max_high = 1", ctp.CodePolicyDenied},
+		"scan fresh enough": {withScan, "max_age = \"1d\"", ""},
+		"scan too old":      {withScan, "max_age = \"1h\"\nmax_critical = 5", ctp.CodePolicyDenied},
+		"no scan":           {withoutScan, "max_critical = 5", ctp.CodeMissingAttestation},
+	} {
+		res, err := verifyCTP(t, tc.path, pol(tc.rules), t.TempDir(), opts)
+		switch {
+		case tc.code == "" && (err != nil || res.Decision != ctp.Accept):
+			t.Errorf("%s: %v", name, err)
+		case tc.code != "" && codeOf(err) != tc.code:
+			t.Errorf("%s: want %s, got %v", name, tc.code, err)
+		}
+	}
+}

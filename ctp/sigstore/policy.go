@@ -37,7 +37,7 @@ func (PolicyVerifier) VerifySigstore(_ context.Context, bundle []byte, artifactD
 			last = err
 			return nil, false
 		}
-		return &ctp.SigstoreVerified{Signer: id, Statement: res.Payload, TlogEntries: res.TlogEntries}, true
+		return &ctp.SigstoreVerified{Signer: id, Statement: res.Payload, TlogEntries: res.TlogEntries, SignedAt: res.SignedAt}, true
 	}
 	keyless := isKeyless(bundle)
 	for _, s := range p.Signers {
