@@ -15,7 +15,7 @@ TEST_TIMEOUT ?= 30m
 
 BINARIES := containerd-shim-vordr-v1 vordr vordr-snapshotter vordr-verifier
 
-.PHONY: all deps build test unit integration bench demo install uninstall clean generate fmt vet fuzz
+.PHONY: all deps build test unit integration bench demo install uninstall clean generate fmt vet fuzz cosign-crosscheck
 
 all: build
 
@@ -51,6 +51,9 @@ bench: deps build ## benchmarks: vordr vs runc.v2 in the same run
 
 demo: deps build ## pack, run a container under vordr, show what vordr saw
 	bash hack/demo.sh
+
+cosign-crosscheck: build ## optional: the real cosign (built from the module proxy, cached) and vordr verify each other's sigstore bundles
+	bash hack/cosign-crosscheck.sh
 
 FUZZTIME ?= 2m
 fuzz: ## longer fuzzing of the bundle reader and the policy parser (seed corpora run in `make test`)
