@@ -78,24 +78,35 @@ func Pull(ctx context.Context, ref string, opts PullOptions, use func(Candidate)
 	}
 	subject := ocispec.Descriptor{MediaType: mdesc.MediaType, Digest: mdesc.Digest, Size: mdesc.Size}
 
-	var found []ocispec.Descriptor
-	err = repo.Referrers(ctx, subject, ArtifactTypeEvidence, func(rs []ocispec.Descriptor) error {
-		found = append(found, rs...)
+	// Listed unfiltered: a registry that ignores the artifactType filter
+	// makes oras-go filter by the listed artifactType, and some registries
+	// list the config media type there instead of the manifest's
+	// artifactType (go-containerregistry's does).
+	var listed []ocispec.Descriptor
+	err = repo.Referrers(ctx, subject, "", func(rs []ocispec.Descriptor) error {
+		listed = append(listed, rs...)
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("pull %s: list referrers of %s: %w", ref, mdesc.Digest, err)
 	}
-	// Some registries ignore the artifactType filter; the tag schema's
-	// index may hold anything.
-	cands := found[:0]
-	for _, d := range found {
-		if d.ArtifactType == ArtifactTypeEvidence && d.MediaType == ocispec.MediaTypeImageManifest {
-			cands = append(cands, d)
+	var cands []ocispec.Descriptor
+	for _, d := range listed {
+		if d.MediaType != ocispec.MediaTypeImageManifest {
+			continue
 		}
+		switch d.ArtifactType {
+		case ArtifactTypeEvidence:
+		case "", ocispec.MediaTypeEmptyJSON:
+			// Ambiguous listing: tryCandidate reads the manifest's own
+			// artifactType and skips what is not evidence.
+		default:
+			continue
+		}
+		cands = append(cands, d)
 	}
 	if len(cands) == 0 {
-		return fmt.Errorf("pull %s: image %s has %w (artifactType %s); push it with `vordr push BUNDLE %s`", ref, mdesc.Digest, errNoEvidence, ArtifactTypeEvidence, ref)
+		return fmt.Errorf("pull %s: image %s has %w (artifactType %s) among its %d referrers; push it with `vordr push BUNDLE %s`", ref, mdesc.Digest, errNoEvidence, ArtifactTypeEvidence, len(listed), ref)
 	}
 	// Newest first, by the created annotation the referrer carries; ties
 	// (and unannotated referrers) by digest, so the order is stable.
@@ -114,13 +125,23 @@ func Pull(ctx context.Context, ref string, opts PullOptions, use func(Candidate)
 		if err == nil {
 			return nil
 		}
+		if errors.Is(err, errNotEvidence) {
+			continue
+		}
 		errs = append(errs, fmt.Errorf("evidence referrer %s: %w", ev.Digest, err))
 		if ctx.Err() != nil {
 			break
 		}
 	}
+	if len(errs) == 0 {
+		return fmt.Errorf("pull %s: image %s has %w (artifactType %s) among its %d referrers; push it with `vordr push BUNDLE %s`", ref, mdesc.Digest, errNoEvidence, ArtifactTypeEvidence, len(listed), ref)
+	}
 	return fmt.Errorf("pull %s: no evidence referrer of %s was accepted: %w", ref, mdesc.Digest, errors.Join(errs...))
 }
+
+// errNotEvidence marks a referrer that turned out not to be vordr evidence
+// (listed ambiguously by the registry).
+var errNotEvidence = errors.New("not a vordr evidence referrer")
 
 func tryCandidate(ctx context.Context, repo *remote.Repository, tempDir string, mdesc ocispec.Descriptor, manifestJSON []byte, blobs []ocispec.Descriptor, ev ocispec.Descriptor, use func(Candidate) error) error {
 	raw, err := fetchAll(ctx, repo, ev, maxManifestSize)
@@ -131,11 +152,11 @@ func tryCandidate(ctx context.Context, repo *remote.Repository, tempDir string, 
 	if err := json.Unmarshal(raw, &rm); err != nil {
 		return fmt.Errorf("decode: %w", err)
 	}
+	if rm.ArtifactType != ArtifactTypeEvidence {
+		return fmt.Errorf("%w: artifactType %q", errNotEvidence, rm.ArtifactType)
+	}
 	if rm.Subject == nil || rm.Subject.Digest != mdesc.Digest {
 		return fmt.Errorf("its subject is not image %s", mdesc.Digest)
-	}
-	if rm.ArtifactType != ArtifactTypeEvidence {
-		return fmt.Errorf("artifactType %q, want %s", rm.ArtifactType, ArtifactTypeEvidence)
 	}
 	var tomlDesc, attDesc *ocispec.Descriptor
 	for i, l := range rm.Layers {
