@@ -13,10 +13,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/containerd/errdefs"
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -25,7 +27,9 @@ import (
 
 	"github.com/vordr-project/vordr/ctp"
 	"github.com/vordr-project/vordr/ctp/policy"
+	"github.com/vordr-project/vordr/internal/daemon"
 	"github.com/vordr-project/vordr/plugin"
+	"github.com/vordr-project/vordr/plugin/verifier"
 	"github.com/vordr-project/vordr/referrers"
 )
 
@@ -376,5 +380,91 @@ func TestReferrersTagSchema(t *testing.T) {
 	}
 	if !bytes.Contains(raw, []byte(referrers.ArtifactTypeEvidence)) {
 		t.Fatalf("tag-schema index does not list the evidence referrer: %s", raw)
+	}
+}
+
+// TestReferrersVerifierPull: containerd's transfer service pulls from the
+// distribution registry with vordr-verifier judging by the image's evidence
+// referrers alone (no bundle directory, no evidence in containerd): an image
+// pushed with signed evidence is pulled, one with unsigned evidence or with
+// none is blocked and not recorded.
+func TestReferrersVerifierPull(t *testing.T) {
+	k := testKeys(t)
+	regAddr := startRegistry(t)
+	work := t.TempDir()
+	binDir := filepath.Join(work, "verifiers")
+	if err := os.MkdirAll(binDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runGo("build", "-o", filepath.Join(binDir, "vordr-verifier"), "../cmd/vordr-verifier"); err != nil {
+		t.Fatalf("build vordr-verifier: %v\n%s", err, out)
+	}
+	cfg := filepath.Join(work, "verifier.toml")
+	body := fmt.Sprintf("policy = %q\nregistry_referrers = true\nplain_http_registries = [%q]\n", k.policies[policy.Strict], regAddr)
+	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ddir, err := os.MkdirTemp("", "vordr-ctrd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := startDaemon(context.Background(), daemon.Options{
+		Dir:         ddir,
+		ExtraConfig: fmt.Sprintf("[plugins.\"io.containerd.image-verifier.v1.bindir\"]\n  bin_dir = %q\n  max_verifiers = 1\n  per_verifier_timeout = \"20s\"\n", binDir),
+		Env:         []string{verifier.EnvConfig + "=" + cfg},
+	})
+	if err != nil {
+		_ = os.RemoveAll(ddir)
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if leaks := d.Stop(); len(leaks) > 0 {
+			t.Errorf("containerd had to clean up by force: %v", leaks)
+		}
+	})
+	e := newEnv(t, d, runtimes[2])
+
+	signed := makeBundle(t, bundleOpts{ref: "docker.io/vordr/referrers-verifier:1", marker: "referrers-verifier", sign: true})
+	remoteRef := regAddr + "/vordr/referrers-verifier:1"
+	pushCLI(t, signed, remoteRef)
+	if err := e.transferPull(remoteRef); err != nil {
+		t.Fatalf("pull of an image with signed evidence referrers: %v\ncontainerd log:\n%s", err, tail(d.Log(), 20))
+	}
+	img, err := e.c.ImageService().Get(e.ctx, remoteRef)
+	if err != nil || img.Target.Digest != manifestDigest(t, signed) {
+		t.Fatalf("pulled image %+v: %v", img, err)
+	}
+	if !strings.Contains(d.Log(), "evidence referrer") {
+		t.Errorf("containerd did not log the verifier's judgement naming the referrer")
+	}
+
+	for _, tc := range []struct {
+		name, marker string
+		sign, drop   bool
+		want         string
+	}{
+		{"unsigned", "referrers-verifier-unsigned", false, false, "THRESHOLD_NOT_MET"},
+		{"no evidence", "referrers-verifier-none", true, true, "no vordr evidence referrer"},
+	} {
+		bundle := makeBundle(t, bundleOpts{ref: "docker.io/vordr/" + tc.marker + ":1", marker: tc.marker, sign: tc.sign})
+		name := "vordr/" + tc.marker
+		ref := regAddr + "/" + name + ":1"
+		pushCLI(t, bundle, ref)
+		if tc.drop {
+			repo := testRepo(t, regAddr, name)
+			for _, ev := range evidenceReferrers(t, e.ctx, repo, manifestDigest(t, bundle)) {
+				if err := repo.Delete(e.ctx, ev); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		err := e.transferPull(ref)
+		if err == nil || !strings.Contains(err.Error(), "blocked pull") || !strings.Contains(err.Error(), tc.want) {
+			t.Fatalf("%s: want a pull blocked by vordr-verifier saying %q, got %v", tc.name, tc.want, err)
+		}
+		t.Logf("%s: %v", tc.name, err)
+		if _, err := e.c.ImageService().Get(e.ctx, ref); !errdefs.IsNotFound(err) {
+			t.Fatalf("%s: blocked image recorded: %v", tc.name, err)
+		}
 	}
 }

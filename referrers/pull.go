@@ -50,45 +50,116 @@ type PullOptions struct {
 // every blob is the digest it is named by, sizes are within the format's
 // limits, and the evidence names this image.
 func Pull(ctx context.Context, ref string, opts PullOptions, use func(Candidate) error) error {
+	return walk(ctx, "pull", ref, opts.Options, func(repo *remote.Repository, img *image, ev *Found) error {
+		dir, err := os.MkdirTemp(opts.TempDir, "vordr-pull-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		path := filepath.Join(dir, "pulled.ctp")
+		all := append([]ocispec.Descriptor{img.desc, img.manifest.Config}, img.manifest.Layers...)
+		err = ctp.Assemble(path, ctp.Parts{
+			ManifestTOML:     ev.ManifestTOML,
+			AttestationsJSON: ev.AttestationsJSON,
+			Blobs:            all,
+			// Layers stream from the registry straight into the bundle
+			// (which re-hashes them); nothing else of the image touches
+			// the disk.
+			Open: func(d ocispec.Descriptor) (io.ReadCloser, error) {
+				if d.Digest == img.desc.Digest {
+					return io.NopCloser(bytes.NewReader(img.manifestJSON)), nil
+				}
+				rc, err := repo.Blobs().Fetch(ctx, d)
+				if err != nil {
+					return nil, fmt.Errorf("fetch blob %s: %w", d.Digest, err)
+				}
+				return rc, nil
+			},
+		})
+		if err != nil {
+			return fmt.Errorf("reassemble the bundle: %w", err)
+		}
+		return use(Candidate{Image: img.desc, Evidence: ev.Referrer, Path: path})
+	})
+}
+
+// Found is one evidence referrer's content with what of the image it needs
+// to be verified without the layers (plugin/evidence re-verifies it so).
+type Found struct {
+	// Image is the image manifest's descriptor; ManifestJSON and ConfigJSON
+	// its manifest and config, checked against their digests.
+	Image                    ocispec.Descriptor
+	ManifestJSON, ConfigJSON []byte
+	// Referrer is the evidence referrer; ManifestTOML and AttestationsJSON
+	// its layers, checked against their digests.
+	Referrer                       ocispec.Descriptor
+	ManifestTOML, AttestationsJSON []byte
+}
+
+// Evidence finds the evidence of the image at ref like Pull, without the
+// layers: for each evidence referrer, newest first, it calls use until use
+// accepts one. It is what a pull-time verifier needs to judge an image
+// before containerd fetches it.
+func Evidence(ctx context.Context, ref string, opts Options, use func(*Found) error) error {
+	return walk(ctx, "find evidence of", ref, opts, func(repo *remote.Repository, img *image, ev *Found) error {
+		if img.configJSON == nil {
+			var err error
+			if img.configJSON, err = fetchAll(ctx, repo, img.manifest.Config, maxManifestSize); err != nil {
+				return fmt.Errorf("image config: %w", err)
+			}
+		}
+		ev.ManifestJSON, ev.ConfigJSON = img.manifestJSON, img.configJSON
+		return use(ev)
+	})
+}
+
+// image is the resolved image manifest.
+type image struct {
+	desc                     ocispec.Descriptor
+	manifestJSON, configJSON []byte
+	manifest                 ocispec.Manifest
+}
+
+// walk resolves ref, lists its evidence referrers and calls each with every
+// one's evidence until each accepts one.
+func walk(ctx context.Context, verb, ref string, opts Options, each func(*remote.Repository, *image, *Found) error) error {
 	repo, r, err := opts.repository(ref)
 	if err != nil {
 		return err
 	}
 	if r.Reference == "" {
-		return fmt.Errorf("pull %s: no tag or digest; name the image as REPOSITORY:TAG or REPOSITORY@sha256:HEX", ref)
+		return fmt.Errorf("%s %s: no tag or digest; name the image as REPOSITORY:TAG or REPOSITORY@sha256:HEX", verb, ref)
 	}
 	mdesc, err := repo.Resolve(ctx, r.Reference)
 	if err != nil {
-		return fmt.Errorf("pull %s: resolve: %w", ref, err)
+		return fmt.Errorf("%s %s: resolve: %w", verb, ref, err)
 	}
 	switch mdesc.MediaType {
 	case ocispec.MediaTypeImageManifest:
 	case ocispec.MediaTypeImageIndex, "application/vnd.docker.distribution.manifest.list.v2+json":
-		return fmt.Errorf("pull %s: it is an image index (%s); a vordr bundle signs one image manifest, so pull the platform's manifest by digest (REPOSITORY@sha256:HEX)", ref, mdesc.MediaType)
+		return fmt.Errorf("%s %s: it is an image index (%s); a vordr bundle signs one image manifest, so name the platform's manifest by digest (REPOSITORY@sha256:HEX)", verb, ref, mdesc.MediaType)
 	default:
-		return fmt.Errorf("pull %s: manifest media type %q: a vordr bundle holds an OCI image manifest (%s); was the image pushed with `vordr push`?", ref, mdesc.MediaType, ocispec.MediaTypeImageManifest)
+		return fmt.Errorf("%s %s: manifest media type %q: a vordr bundle holds an OCI image manifest (%s); was the image pushed with `vordr push`?", verb, ref, mdesc.MediaType, ocispec.MediaTypeImageManifest)
 	}
-	manifestJSON, err := fetchAll(ctx, repo, mdesc, maxManifestSize)
-	if err != nil {
-		return fmt.Errorf("pull %s: image manifest: %w", ref, err)
+	img := &image{desc: ocispec.Descriptor{MediaType: mdesc.MediaType, Digest: mdesc.Digest, Size: mdesc.Size}}
+	if img.manifestJSON, err = fetchAll(ctx, repo, img.desc, maxManifestSize); err != nil {
+		return fmt.Errorf("%s %s: image manifest: %w", verb, ref, err)
 	}
-	var m ocispec.Manifest
-	if err := json.Unmarshal(manifestJSON, &m); err != nil {
-		return fmt.Errorf("pull %s: image manifest %s: %w", ref, mdesc.Digest, err)
+	if err := json.Unmarshal(img.manifestJSON, &img.manifest); err != nil {
+		return fmt.Errorf("%s %s: image manifest %s: %w", verb, ref, mdesc.Digest, err)
 	}
-	subject := ocispec.Descriptor{MediaType: mdesc.MediaType, Digest: mdesc.Digest, Size: mdesc.Size}
 
 	// Listed unfiltered: a registry that ignores the artifactType filter
 	// makes oras-go filter by the listed artifactType, and some registries
 	// list the config media type there instead of the manifest's
 	// artifactType (go-containerregistry's does).
 	var listed []ocispec.Descriptor
-	err = repo.Referrers(ctx, subject, "", func(rs []ocispec.Descriptor) error {
+	err = repo.Referrers(ctx, img.desc, "", func(rs []ocispec.Descriptor) error {
 		listed = append(listed, rs...)
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("pull %s: list referrers of %s: %w", ref, mdesc.Digest, err)
+		return fmt.Errorf("%s %s: list referrers of %s: %w", verb, ref, mdesc.Digest, err)
 	}
 	var cands []ocispec.Descriptor
 	for _, d := range listed {
@@ -98,15 +169,12 @@ func Pull(ctx context.Context, ref string, opts PullOptions, use func(Candidate)
 		switch d.ArtifactType {
 		case ArtifactTypeEvidence:
 		case "", ocispec.MediaTypeEmptyJSON:
-			// Ambiguous listing: tryCandidate reads the manifest's own
+			// Ambiguous listing: fetchEvidence reads the manifest's own
 			// artifactType and skips what is not evidence.
 		default:
 			continue
 		}
 		cands = append(cands, d)
-	}
-	if len(cands) == 0 {
-		return fmt.Errorf("pull %s: image %s has %w (artifactType %s) among its %d referrers; push it with `vordr push BUNDLE %s`", ref, mdesc.Digest, errNoEvidence, ArtifactTypeEvidence, len(listed), ref)
 	}
 	// Newest first, by the created annotation the referrer carries; ties
 	// (and unannotated referrers) by digest, so the order is stable.
@@ -118,103 +186,76 @@ func Pull(ctx context.Context, ref string, opts PullOptions, use func(Candidate)
 		return cands[i].Digest < cands[j].Digest
 	})
 
-	blobs := append([]ocispec.Descriptor{m.Config}, m.Layers...)
 	var errs []error
-	for _, ev := range cands {
-		err := tryCandidate(ctx, repo, opts.TempDir, mdesc, manifestJSON, blobs, ev, use)
-		if err == nil {
-			return nil
-		}
+	for _, d := range cands {
+		ev, err := fetchEvidence(ctx, repo, img.desc, d)
 		if errors.Is(err, errNotEvidence) {
 			continue
 		}
-		errs = append(errs, fmt.Errorf("evidence referrer %s: %w", ev.Digest, err))
+		if err == nil {
+			if err = each(repo, img, ev); err == nil {
+				return nil
+			}
+		}
+		errs = append(errs, fmt.Errorf("evidence referrer %s: %w", d.Digest, err))
 		if ctx.Err() != nil {
 			break
 		}
 	}
 	if len(errs) == 0 {
-		return fmt.Errorf("pull %s: image %s has %w (artifactType %s) among its %d referrers; push it with `vordr push BUNDLE %s`", ref, mdesc.Digest, errNoEvidence, ArtifactTypeEvidence, len(listed), ref)
+		return fmt.Errorf("%s %s: image %s has %w (artifactType %s) among its %d referrers; push it with `vordr push BUNDLE %s`", verb, ref, mdesc.Digest, errNoEvidence, ArtifactTypeEvidence, len(listed), ref)
 	}
-	return fmt.Errorf("pull %s: no evidence referrer of %s was accepted: %w", ref, mdesc.Digest, errors.Join(errs...))
+	return fmt.Errorf("%s %s: no evidence referrer of %s was accepted: %w", verb, ref, mdesc.Digest, errors.Join(errs...))
 }
 
 // errNotEvidence marks a referrer that turned out not to be vordr evidence
 // (listed ambiguously by the registry).
 var errNotEvidence = errors.New("not a vordr evidence referrer")
 
-func tryCandidate(ctx context.Context, repo *remote.Repository, tempDir string, mdesc ocispec.Descriptor, manifestJSON []byte, blobs []ocispec.Descriptor, ev ocispec.Descriptor, use func(Candidate) error) error {
+// fetchEvidence reads an evidence referrer and its two layers.
+func fetchEvidence(ctx context.Context, repo *remote.Repository, subject, ev ocispec.Descriptor) (*Found, error) {
 	raw, err := fetchAll(ctx, repo, ev, maxManifestSize)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var rm ocispec.Manifest
 	if err := json.Unmarshal(raw, &rm); err != nil {
-		return fmt.Errorf("decode: %w", err)
+		return nil, fmt.Errorf("decode: %w", err)
 	}
 	if rm.ArtifactType != ArtifactTypeEvidence {
-		return fmt.Errorf("%w: artifactType %q", errNotEvidence, rm.ArtifactType)
+		return nil, fmt.Errorf("%w: artifactType %q", errNotEvidence, rm.ArtifactType)
 	}
-	if rm.Subject == nil || rm.Subject.Digest != mdesc.Digest {
-		return fmt.Errorf("its subject is not image %s", mdesc.Digest)
+	if rm.Subject == nil || rm.Subject.Digest != subject.Digest {
+		return nil, fmt.Errorf("its subject is not image %s", subject.Digest)
 	}
 	var tomlDesc, attDesc *ocispec.Descriptor
 	for i, l := range rm.Layers {
 		switch l.MediaType {
 		case MediaTypeManifestTOML:
 			if tomlDesc != nil {
-				return fmt.Errorf("two %s layers", l.MediaType)
+				return nil, fmt.Errorf("two %s layers", l.MediaType)
 			}
 			tomlDesc = &rm.Layers[i]
 		case ctp.BundleMediaType:
 			if attDesc != nil {
-				return fmt.Errorf("two %s layers", l.MediaType)
+				return nil, fmt.Errorf("two %s layers", l.MediaType)
 			}
 			attDesc = &rm.Layers[i]
 		default:
-			return fmt.Errorf("unexpected layer media type %q (want %s and %s)", l.MediaType, MediaTypeManifestTOML, ctp.BundleMediaType)
+			return nil, fmt.Errorf("unexpected layer media type %q (want %s and %s)", l.MediaType, MediaTypeManifestTOML, ctp.BundleMediaType)
 		}
 	}
 	if tomlDesc == nil || attDesc == nil {
-		return fmt.Errorf("it lacks a %s or a %s layer", MediaTypeManifestTOML, ctp.BundleMediaType)
+		return nil, fmt.Errorf("it lacks a %s or a %s layer", MediaTypeManifestTOML, ctp.BundleMediaType)
 	}
-	manifestTOML, err := fetchAll(ctx, repo, *tomlDesc, maxManifestTOMLSize)
-	if err != nil {
-		return fmt.Errorf("manifest.toml: %w", err)
+	f := &Found{Image: subject, Referrer: ev}
+	if f.ManifestTOML, err = fetchAll(ctx, repo, *tomlDesc, maxManifestTOMLSize); err != nil {
+		return nil, fmt.Errorf("manifest.toml: %w", err)
 	}
-	attJSON, err := fetchAll(ctx, repo, *attDesc, maxAttestationsSize)
-	if err != nil {
-		return fmt.Errorf("attestations: %w", err)
+	if f.AttestationsJSON, err = fetchAll(ctx, repo, *attDesc, maxAttestationsSize); err != nil {
+		return nil, fmt.Errorf("attestations: %w", err)
 	}
-
-	dir, err := os.MkdirTemp(tempDir, "vordr-pull-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	path := filepath.Join(dir, "pulled.ctp")
-	all := append([]ocispec.Descriptor{{MediaType: mdesc.MediaType, Digest: mdesc.Digest, Size: mdesc.Size}}, blobs...)
-	err = ctp.Assemble(path, ctp.Parts{
-		ManifestTOML:     manifestTOML,
-		AttestationsJSON: attJSON,
-		Blobs:            all,
-		// Layers stream from the registry straight into the bundle (which
-		// re-hashes them); nothing else of the image touches the disk.
-		Open: func(d ocispec.Descriptor) (io.ReadCloser, error) {
-			if d.Digest == mdesc.Digest {
-				return io.NopCloser(bytes.NewReader(manifestJSON)), nil
-			}
-			rc, err := repo.Blobs().Fetch(ctx, d)
-			if err != nil {
-				return nil, fmt.Errorf("fetch blob %s: %w", d.Digest, err)
-			}
-			return rc, nil
-		},
-	})
-	if err != nil {
-		return fmt.Errorf("reassemble the bundle: %w", err)
-	}
-	return use(Candidate{Image: mdesc, Evidence: ev, Path: path})
+	return f, nil
 }
 
 // fetchAll reads a manifest or small blob, refusing more than limit bytes
