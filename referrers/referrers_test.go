@@ -3,6 +3,10 @@ package referrers
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +26,7 @@ import (
 
 	"github.com/vordr-project/vordr/ctp"
 	"github.com/vordr-project/vordr/ctp/keys"
+	"github.com/vordr-project/vordr/ctp/sigstore/sigstoretest"
 )
 
 // testBundle packs and signs a one-file image.
@@ -231,5 +236,70 @@ func TestPullErrors(t *testing.T) {
 	err = Pull(context.Background(), ref2, PullOptions{Options: testOptions()}, func(Candidate) error { return nil })
 	if !IsNoEvidence(err) || !strings.Contains(err.Error(), "vordr push") {
 		t.Errorf("no evidence: %v", err)
+	}
+}
+
+// TestPushSigstoreReferrers: each sigstore bundle of a .ctp is also pushed
+// as cosign lays it out (artifactType and layer of the bundle's media type,
+// the exact bytes, predicate type annotated), and the bundle still comes
+// back byte for byte.
+func TestPushSigstoreReferrers(t *testing.T) {
+	host, _ := memRegistry(t, true, false)
+	plain := testBundle(t, "sigstore")
+	b, err := ctp.OpenFile(plain, ctp.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := b.ManifestDescriptor().Digest
+	b.Close()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stmt := sigstoretest.Statement(t, "https://in-toto.io/Statement/v1", md.Encoded(), ctp.PredicateSLSAv02, map[string]any{"builder": map[string]any{"id": "test"}})
+	sb := sigstoretest.Keyed(t, stmt, k)
+	bundle := filepath.Join(t.TempDir(), "with-sigstore.ctp")
+	if err := ctp.AttachSigstore(context.Background(), plain, bundle, [][]byte{sb}, ctp.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	ref := host + "/vordr/app:1"
+	res, err := Push(context.Background(), bundle, ref, testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Sigstore) != 1 {
+		t.Fatalf("%d sigstore referrers pushed, want 1", len(res.Sigstore))
+	}
+	repo, _, err := testOptions().repository(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := fetchAll(context.Background(), repo, res.Sigstore[0], maxManifestSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m ocispec.Manifest
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	const mt = "application/vnd.dev.sigstore.bundle.v0.3+json"
+	if m.ArtifactType != mt || len(m.Layers) != 1 || m.Layers[0].MediaType != mt || m.Subject == nil || m.Subject.Digest != md ||
+		m.Annotations[annotationBundlePredicate] != ctp.PredicateSLSAv02 || m.Annotations[annotationBundleContent] != "dsse-envelope" {
+		t.Errorf("sigstore referrer manifest %s", raw)
+	}
+	// The layer is the bundle as the .ctp holds it.
+	b, err = ctp.OpenFile(bundle, ctp.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := b.Attestations().SigstoreBundles[0]
+	b.Close()
+	layer, err := fetchAll(context.Background(), repo, m.Layers[0], maxAttestationsSize)
+	if err != nil || string(layer) != stored {
+		t.Errorf("sigstore layer differs from the bundle's (%v)", err)
+	}
+	got, _ := pullBytes(t, ref, testOptions())
+	if want, _ := os.ReadFile(bundle); !bytes.Equal(got, want) {
+		t.Error("pulled bundle differs")
 	}
 }
