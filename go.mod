@@ -39,6 +39,7 @@ require (
 	google.golang.org/protobuf v1.36.12
 	gopkg.in/natefinch/lumberjack.v2 v2.2.1
 	k8s.io/cri-api v0.37.2
+	oras.land/oras-go/v2 v2.7.0
 )
 
 require (

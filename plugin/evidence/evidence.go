@@ -120,6 +120,36 @@ func (e *Evidence) Load(ctx context.Context, cs content.Provider) error {
 	return nil
 }
 
+// FromBlobs is the evidence of img made of blobs fetched elsewhere (an
+// image's referrers in a registry, by the pull-time verifier) instead of
+// loaded from the content store. The image manifest must be img's target and
+// the config the one it names; Verify then judges it as it judges stored
+// evidence.
+func FromBlobs(img images.Image, attestJSON, manifestTOML, manifestJSON, configJSON []byte) (*Evidence, error) {
+	lim := ctp.DefaultLimits
+	switch {
+	case img.Target.MediaType != ocispec.MediaTypeImageManifest:
+		return nil, fmt.Errorf("image %s: target is %s, a verified image points at one OCI image manifest: %w", img.Name, img.Target.MediaType, errdefs.ErrInvalidArgument)
+	case digest.FromBytes(manifestJSON) != img.Target.Digest:
+		return nil, fmt.Errorf("image %s: the manifest given is not %s: %w", img.Name, img.Target.Digest, errdefs.ErrInvalidArgument)
+	case int64(len(attestJSON)) > lim.MaxAttestationJSON, int64(len(manifestTOML)) > lim.MaxManifestTOML,
+		int64(len(manifestJSON)) > lim.MaxImageJSON, int64(len(configJSON)) > lim.MaxImageJSON:
+		return nil, fmt.Errorf("image %s: evidence larger than the bundle format's limits: %w", img.Name, errdefs.ErrInvalidArgument)
+	}
+	e := &Evidence{Image: img, Attestations: digest.FromBytes(attestJSON), ManifestTOML: digest.FromBytes(manifestTOML),
+		attestJSON: attestJSON, manifestTOML: manifestTOML, manifestJSON: manifestJSON, configJSON: configJSON}
+	if err := canonical.Unmarshal(manifestJSON, &e.manifest, canonical.Options{AllowUnknown: true}); err != nil {
+		return nil, fmt.Errorf("image %s: manifest: %v: %w", img.Name, err, errdefs.ErrInvalidArgument)
+	}
+	if digest.FromBytes(configJSON) != e.manifest.Config.Digest {
+		return nil, fmt.Errorf("image %s: the config given is not %s: %w", img.Name, e.manifest.Config.Digest, errdefs.ErrInvalidArgument)
+	}
+	if err := canonical.Unmarshal(configJSON, &e.config, canonical.Options{AllowUnknown: true}); err != nil {
+		return nil, fmt.Errorf("image %s: config: %v: %w", img.Name, err, errdefs.ErrInvalidArgument)
+	}
+	return e, nil
+}
+
 // Layers returns the signed manifest's layer descriptors with the signed
 // config's diff ids, bottom first. Call after Load.
 func (e *Evidence) Layers() ([]ocispec.Descriptor, []digest.Digest, error) {

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -26,11 +27,14 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/pelletier/go-toml/v2"
+	"oras.land/oras-go/v2/registry"
 
 	"github.com/vordr-project/vordr/ctp"
 	"github.com/vordr-project/vordr/ctp/policy"
 	"github.com/vordr-project/vordr/ctp/sigstore"
 	"github.com/vordr-project/vordr/plugin"
+	"github.com/vordr-project/vordr/plugin/evidence"
+	"github.com/vordr-project/vordr/referrers"
 )
 
 // EnvConfig names the verifier's config file. containerd runs verifiers
@@ -57,6 +61,16 @@ type Config struct {
 	// BundleDirs hold .ctp files; a bundle whose image_digest is the pulled
 	// digest and that verifies under the policy allows the pull.
 	BundleDirs []string `toml:"bundle_dirs"`
+	// RegistryReferrers looks for evidence among the pulled image's OCI
+	// 1.1 referrers (as `vordr push` writes them) in the registry it is
+	// pulled from, by the digest being pulled.
+	RegistryReferrers bool `toml:"registry_referrers"`
+	// PlainHTTPRegistries are registry hosts (host:port, as in image
+	// names) reached over http:// for referrers, such as a local registry.
+	PlainHTTPRegistries []string `toml:"plain_http_registries"`
+	// ReferrersTagSchema reads referrers only through the referrers tag
+	// schema, for registries whose referrers API is broken.
+	ReferrersTagSchema bool `toml:"referrers_tag_schema"`
 	// Timeout bounds one decision; 8s when empty (containerd's default
 	// per-verifier timeout is 10s).
 	Timeout string `toml:"timeout"`
@@ -116,8 +130,8 @@ func New(cfg Config) (*Verifier, error) {
 			return nil, fmt.Errorf("verifier config timeout %q: %w", cfg.Timeout, err)
 		}
 	}
-	if cfg.ContainerdAddress == "" && len(cfg.BundleDirs) == 0 {
-		return nil, fmt.Errorf("verifier config has neither containerd_address nor bundle_dirs: no evidence could ever be found: %w", errdefs.ErrInvalidArgument)
+	if cfg.ContainerdAddress == "" && len(cfg.BundleDirs) == 0 && !cfg.RegistryReferrers {
+		return nil, fmt.Errorf("verifier config has none of containerd_address, bundle_dirs, registry_referrers: no evidence could ever be found: %w", errdefs.ErrInvalidArgument)
 	}
 	return v, nil
 }
@@ -133,7 +147,7 @@ func (v *Verifier) Verify(ctx context.Context, name string, desc ocispec.Descrip
 	if err := desc.Digest.Validate(); err != nil {
 		return Judgement{}, fmt.Errorf("descriptor digest %q: %v: %w", desc.Digest, err, errdefs.ErrInvalidArgument)
 	}
-	found, why := v.find(ctx, desc)
+	found, why := v.find(ctx, name, desc)
 	if found != "" {
 		return Judgement{OK: true, Reason: fmt.Sprintf("vordr: %s@%s verified: %s", name, desc.Digest, found)}, nil
 	}
@@ -150,7 +164,7 @@ func (v *Verifier) Verify(ctx context.Context, name string, desc ocispec.Descrip
 
 // find returns a description of the first valid evidence, or the reasons
 // none was found.
-func (v *Verifier) find(ctx context.Context, desc ocispec.Descriptor) (string, []string) {
+func (v *Verifier) find(ctx context.Context, name string, desc ocispec.Descriptor) (string, []string) {
 	var why []string
 	if images.IsIndexType(desc.MediaType) {
 		why = append(why, fmt.Sprintf("it is an index (%s); a vordr bundle signs one image manifest, so pull the platform manifest by digest", desc.MediaType))
@@ -169,7 +183,49 @@ func (v *Verifier) find(ctx context.Context, desc ocispec.Descriptor) (string, [
 		}
 		why = append(why, err.Error())
 	}
+	if v.cfg.RegistryReferrers {
+		found, err := v.fromReferrers(ctx, name, desc)
+		if found != "" {
+			return found, nil
+		}
+		why = append(why, err.Error())
+	}
 	return "", why
+}
+
+// fromReferrers verifies the evidence referrers of the image in the registry
+// it is being pulled from. Only the manifest, config and evidence are
+// fetched: the attestations bind the manifest digest, and containerd checks
+// every layer against that manifest as it pulls.
+func (v *Verifier) fromReferrers(ctx context.Context, name string, desc ocispec.Descriptor) (string, error) {
+	r, err := registry.ParseReference(name)
+	if err != nil {
+		return "", fmt.Errorf("registry referrers: image name %q: %w", name, err)
+	}
+	// By the digest being pulled: a tag may have moved since containerd
+	// resolved it.
+	ref := r.Registry + "/" + r.Repository + "@" + desc.Digest.String()
+	opts := referrers.Options{PlainHTTP: slices.Contains(v.cfg.PlainHTTPRegistries, r.Registry), TagSchema: v.cfg.ReferrersTagSchema}
+	var found string
+	err = referrers.Evidence(ctx, ref, opts, func(f *referrers.Found) error {
+		ev, err := evidence.FromBlobs(images.Image{Name: name, Target: f.Image}, f.AttestationsJSON, f.ManifestTOML, f.ManifestJSON, f.ConfigJSON)
+		if err != nil {
+			return err
+		}
+		res, err := ev.Verify(ctx, v.pol, ctp.VerifyOptions{Sigstore: sigstore.PolicyVerifier{}})
+		if err == nil && res.Decision != ctp.Accept {
+			err = &ctp.Error{Code: res.ErrorCode, Reason: res.Reason, Msg: res.Message}
+		}
+		if err != nil {
+			return err
+		}
+		found = fmt.Sprintf("evidence referrer %s in %s verified under policy (%s)", f.Referrer.Digest, r.Registry, v.pol.Mode)
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("registry referrers: %w", err)
+	}
+	return found, nil
 }
 
 func (v *Verifier) fromContainerd(ctx context.Context, d digest.Digest) (string, error) {
