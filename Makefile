@@ -15,7 +15,7 @@ TEST_TIMEOUT ?= 30m
 
 BINARIES := containerd-shim-vordr-v1 vordr vordr-snapshotter vordr-verifier
 
-.PHONY: all deps build test unit integration bench demo install uninstall clean generate fmt vet fuzz cosign-crosscheck
+.PHONY: all deps build test unit integration bench demo install uninstall clean generate fmt vet fuzz cosign-crosscheck xcheck-mldsa
 
 all: build
 
@@ -59,6 +59,9 @@ FUZZTIME ?= 2m
 fuzz: ## longer fuzzing of the bundle reader and the policy parser (seed corpora run in `make test`)
 	$(GO) test -run XXX -fuzz FuzzOpen -fuzztime $(FUZZTIME) ./ctp/
 	$(GO) test -run XXX -fuzz FuzzParse -fuzztime $(FUZZTIME) ./ctp/policy/
+
+xcheck-mldsa: ## ML-DSA signatures exchanged with the Go standard library's own implementation, both ways
+	@bash hack/mldsa-stdlib-xcheck.sh
 
 # Installation layout; DESTDIR stages a tree for packaging (nothing is written
 # outside it). Existing configs under $(SYSCONFDIR)/vordr are never replaced.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"path"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/vordr-project/vordr/ctp/canonical"
@@ -160,15 +161,30 @@ func verify(ctx context.Context, b *Bundle, p *policy.Policy, opts VerifyOptions
 	for _, k := range opts.Keys {
 		extra[k.ID] = k
 	}
+	// signers maps every trusted key id to its signer: a hybrid signer
+	// is there twice, under its classic and its ML-DSA key id.
 	signers := map[string]*policy.Signer{}
 	for i := range p.Signers {
 		s := &p.Signers[i]
-		if s.Resolved == nil {
+		if s.Resolved == nil || s.Hybrid() && s.PQResolved == nil {
 			s2 := *s
-			s2.Resolved = extra[s.KeyID]
+			if s2.Resolved == nil {
+				s2.Resolved = extra[s.KeyID]
+				if s2.Hybrid() && s2.Resolved.IsMLDSA() {
+					s2.Resolved = nil // a hybrid signer's classic half is not ML-DSA
+				}
+			}
+			if s2.Hybrid() && s2.PQResolved == nil {
+				if k := extra[s.PQKeyID]; k.IsMLDSA() {
+					s2.PQResolved = k
+				}
+			}
 			s = &s2
 		}
 		signers[s.KeyID] = s
+		if s.Hybrid() {
+			signers[s.PQKeyID] = s
+		}
 	}
 
 	manifestDigest := b.manifestDesc.Digest.Encoded()
@@ -205,7 +221,7 @@ func verify(ctx context.Context, b *Bundle, p *policy.Policy, opts VerifyOptions
 
 	var verified []verifiedStatement // for the freshness and vulnerability rules
 	bySig := map[string]sigRef{}
-	counted := make([]map[string]string, len(att.Attestations)) // keyid -> signature digest
+	counted := make([]map[string][]string, len(att.Attestations)) // counted signer's key id -> its signature digests
 	predicates := map[string]bool{}
 	var builders []string
 	for i := range att.Attestations {
@@ -230,7 +246,8 @@ func verify(ctx context.Context, b *Bundle, p *policy.Policy, opts VerifyOptions
 			// weight (its predicate is not credited) and is not an error.
 			continue
 		}
-		counted[i] = map[string]string{}
+		counted[i] = map[string][]string{}
+		valid := map[string]string{} // key id -> signature digest
 		var unknown, expired []string
 		for j, sig := range env.Signatures {
 			sd, err := SignatureDigest(sig)
@@ -242,14 +259,21 @@ func verify(ctx context.Context, b *Bundle, p *policy.Policy, opts VerifyOptions
 			}
 			bySig[sd] = sigRef{env: env, sig: sig}
 			s := signers[sig.KeyID]
-			if s == nil || s.Resolved == nil {
+			k := (*keys.PublicKey)(nil)
+			if s != nil {
+				k = s.Resolved
+				if sig.KeyID != s.KeyID {
+					k = s.PQResolved
+				}
+			}
+			if k == nil {
 				note(sig.KeyID, "unknown", pt)
 				unknown = append(unknown, sig.KeyID)
 				continue
 			}
 			// The key id is a hint anyone can write; a signature that claims
 			// a trusted key and does not verify is tampering, not noise.
-			if err := env.VerifySignature(s.Resolved, sig); err != nil {
+			if err := env.VerifySignature(k, sig); err != nil {
 				note(sig.KeyID, "invalid", pt)
 				return &Error{Code: CodeInvalidSignature, Path: fmt.Sprintf("%s.signatures[%d]", where, j), Msg: fmt.Sprintf("signature by %s does not verify", s), Err: err}
 			}
@@ -259,14 +283,43 @@ func verify(ctx context.Context, b *Bundle, p *policy.Policy, opts VerifyOptions
 				continue
 			}
 			note(sig.KeyID, "valid", pt)
-			counted[i][sig.KeyID] = sd
+			valid[sig.KeyID] = sd
 		}
+		// Threshold counts signers, not signatures: a hybrid signer counts
+		// once, and only with both its classic and its ML-DSA signature.
+		var halves []string
+		for id := range valid {
+			s := signers[id]
+			if id != s.KeyID {
+				continue // the ML-DSA half, looked at with its classic half
+			}
+			if !s.Hybrid() {
+				counted[i][id] = []string{valid[id]}
+				continue
+			}
+			pq, ok := valid[s.PQKeyID]
+			if !ok {
+				halves = append(halves, fmt.Sprintf("%s has no valid ML-DSA signature by %s", s, s.PQKeyID))
+				continue
+			}
+			counted[i][id] = []string{valid[id], pq}
+		}
+		for id := range valid {
+			if s := signers[id]; id == s.PQKeyID {
+				if _, ok := valid[s.KeyID]; !ok {
+					halves = append(halves, fmt.Sprintf("%s has no valid classic signature by %s", s, s.KeyID))
+				}
+			}
+		}
+		sort.Strings(halves)
 		if n := len(counted[i]); n < threshold {
 			switch {
 			case len(expired) > 0:
 				return &Error{Code: CodeExpiredKey, Path: where, Msg: fmt.Sprintf("signed by %v outside the key's validity window (at %s); %d of %d valid signers", expired, now.UTC().Format(time.RFC3339), n, threshold)}
-			case n == 0 && len(unknown) > 0:
+			case n == 0 && len(unknown) > 0 && len(halves) == 0:
 				return &Error{Code: CodeUnknownKey, Path: where, Msg: fmt.Sprintf("signed only by keys the policy does not trust: %v", unknown)}
+			case len(halves) > 0:
+				return &Error{Code: CodeThresholdNotMet, Path: where, Msg: fmt.Sprintf("%d distinct trusted signers, policy requires %d; a hybrid signer counts only with both signatures: %s", n, threshold, strings.Join(halves, "; "))}
 			}
 			return &Error{Code: CodeThresholdNotMet, Path: where, Msg: fmt.Sprintf("%d distinct trusted signers, policy requires %d", n, threshold)}
 		}
@@ -285,8 +338,8 @@ func verify(ctx context.Context, b *Bundle, p *policy.Policy, opts VerifyOptions
 		}
 		predicates[st.PredicateType] = true
 		var sds []string
-		for _, sd := range counted[i] {
-			sds = append(sds, sd)
+		for _, ss := range counted[i] {
+			sds = append(sds, ss...)
 		}
 		verified = append(verified, verifiedStatement{where: where, st: st, sigs: sds})
 		if st.PredicateType == PredicateSLSA {
@@ -399,7 +452,7 @@ func checkSubjects(subj []Subject, manifestDigest, tomlDigest string) *Error {
 	return nil
 }
 
-func verifyLogs(b *Bundle, p *policy.Policy, bySig map[string]sigRef, counted []map[string]string, threshold int, res *Result, times map[string]int64) error {
+func verifyLogs(b *Bundle, p *policy.Policy, bySig map[string]sigRef, counted []map[string][]string, threshold int, res *Result, times map[string]int64) error {
 	logs := map[string]*tlog.LogKey{}
 	for _, l := range p.Logs {
 		if l.Resolved != nil {
@@ -434,9 +487,16 @@ func verifyLogs(b *Bundle, p *policy.Policy, bySig map[string]sigRef, counted []
 		if c == nil {
 			continue // unsigned and not counted (see verify)
 		}
+		// A counted signer is covered when every signature it counted
+		// with is: both halves of a hybrid signer, since either alone
+		// would not have counted.
 		n := 0
-		for _, sd := range c {
-			if len(covered[sd]) >= p.LogQuorum {
+		for _, sds := range c {
+			all := true
+			for _, sd := range sds {
+				all = all && len(covered[sd]) >= p.LogQuorum
+			}
+			if all {
 				n++
 			}
 		}

@@ -121,7 +121,7 @@ var ctpKeygenCommand = &cli.Command{
 	Usage:     "generate a signing key pair (PREFIX.key, PREFIX.pub)",
 	ArgsUsage: "[PREFIX]",
 	Flags: []cli.Flag{
-		&cli.StringFlag{Name: "type", Value: string(keys.Ed25519), Usage: "ed25519 or ecdsa-p256"},
+		&cli.StringFlag{Name: "type", Value: string(keys.Ed25519), Usage: "ed25519, ecdsa-p256, ml-dsa-65 or ml-dsa-87 (FIPS 204; pair ml-dsa-87 with an ed25519 key for a hybrid signer, docs/policy.md)"},
 		&cli.BoolFlag{Name: "encrypt", Value: true, Usage: "encrypt the private key with a passphrase ($" + cosignPassphraseEnv + " or $" + passphraseEnv + ", or a prompt); the default"},
 		&cli.BoolFlag{Name: "no-encrypt", Usage: "write the private key unencrypted (protect it by other means)"},
 		&cli.BoolFlag{Name: "force", Usage: "overwrite existing files"},

@@ -2,7 +2,9 @@
 // (https://github.com/secure-systems-lab/dsse, protocol v1) with the standard
 // pre-authentication encoding (PAE). Signing and verification go through
 // sigstore/sigstore's signature.Signer and signature.Verifier, so any key type
-// that package supports works here.
+// that package supports works here, and so do ctp/keys' ML-DSA keys, whose
+// Signer signs the PAE bytes themselves (pure ML-DSA, empty context): DSSE
+// hands every algorithm the same message.
 package dsse
 
 import (

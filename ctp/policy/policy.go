@@ -166,7 +166,8 @@ func (id Identity) ID() string {
 	return "identity:" + n
 }
 
-// Signer is a trusted signing key.
+// Signer is a trusted signing key, or a hybrid signer: a classic key and an
+// ML-DSA key that must both sign.
 type Signer struct {
 	Name       string    `toml:"name" json:"name,omitempty"`
 	Key        string    `toml:"key" json:"key,omitempty"`                // PEM public key file, relative to the policy file
@@ -175,10 +176,23 @@ type Signer struct {
 	ValidFrom  time.Time `toml:"valid_from" json:"validFrom,omitempty"`   // zero: no lower bound
 	ValidUntil time.Time `toml:"valid_until" json:"validUntil,omitempty"` // zero: no upper bound
 
+	// PQKey, PQPublicKey and PQKeyID name the ML-DSA half of a hybrid
+	// signer, as Key, PublicKey and KeyID name the classic half (which
+	// must then be Ed25519 or ECDSA P-256). A hybrid signer counts on an
+	// attestation only when both halves' signatures are on it and verify,
+	// so forging it takes breaking both algorithms.
+	PQKey       string `toml:"pq_key" json:"pqKey,omitempty"`
+	PQPublicKey string `toml:"pq_public_key" json:"pqPublicKey,omitempty"`
+	PQKeyID     string `toml:"pq_key_id" json:"pqKeyId,omitempty"`
+
 	// Resolved is the loaded key; nil when only KeyID is given and the key
-	// must come from VerifyOptions.
-	Resolved *keys.PublicKey `toml:"-" json:"-"`
+	// must come from VerifyOptions. PQResolved likewise for PQKeyID.
+	Resolved   *keys.PublicKey `toml:"-" json:"-"`
+	PQResolved *keys.PublicKey `toml:"-" json:"-"`
 }
+
+// Hybrid reports whether s needs an ML-DSA signature beside its classic one.
+func (s *Signer) Hybrid() bool { return s.PQKeyID != "" }
 
 // Log is a trusted transparency log.
 type Log struct {
@@ -405,45 +419,82 @@ func (p *Policy) validate(dir string, lines map[string]int) Errors {
 		}
 	}
 	ids := map[string]bool{}
-	for i := range p.Signers {
-		s := &p.Signers[i]
-		key := fmt.Sprintf("signers[%d]", i)
+	// resolve loads one half of a signer: a key file, an inline PEM or a
+	// bare key id (prefix "" or "pq_").
+	resolve := func(key, prefix, file, inline string, id *string) (*keys.PublicKey, bool) {
 		var pem []byte
 		switch {
-		case s.Key != "" && s.PublicKey != "":
-			at(key+".public_key", "give either key or public_key, not both")
-			continue
-		case s.Key != "":
-			kp := s.Key
+		case file != "" && inline != "":
+			at(key+"."+prefix+"public_key", "give either %skey or %spublic_key, not both", prefix, prefix)
+			return nil, false
+		case file != "":
+			kp := file
 			if !filepath.IsAbs(kp) && dir != "" {
 				kp = filepath.Join(dir, kp)
 			}
 			b, err := os.ReadFile(kp)
 			if err != nil {
-				at(key+".key", "cannot read key: %v", err)
-				continue
+				at(key+"."+prefix+"key", "cannot read key: %v", err)
+				return nil, false
 			}
 			pem = b
-		case s.PublicKey != "":
-			pem = []byte(s.PublicKey)
-		case s.KeyID == "":
-			at(key, "a signer needs key, public_key or key_id")
-			continue
+		case inline != "":
+			pem = []byte(inline)
+		case *id == "":
+			return nil, true
 		}
 		if pem != nil {
 			k, err := keys.ParsePublicKey(pem)
 			if err != nil {
-				at(key+".key", "%v", err)
-				continue
+				at(key+"."+prefix+"key", "%v", err)
+				return nil, false
 			}
-			if s.KeyID != "" && s.KeyID != k.ID {
-				at(key+".key_id", "key_id %s does not match the key (%s)", s.KeyID, k.ID)
-				continue
+			if *id != "" && *id != k.ID {
+				at(key+"."+prefix+"key_id", "%skey_id %s does not match the key (%s)", prefix, *id, k.ID)
+				return nil, false
 			}
-			s.Resolved, s.KeyID = k, k.ID
-		} else if !validKeyID(s.KeyID) {
-			at(key+".key_id", "key_id must be sha256:<64 lowercase hex> (got %q)", s.KeyID)
+			*id = k.ID
+			return k, true
+		}
+		if !validKeyID(*id) {
+			at(key+"."+prefix+"key_id", "%skey_id must be sha256:<64 lowercase hex> (got %q)", prefix, *id)
+			return nil, false
+		}
+		return nil, true
+	}
+	for i := range p.Signers {
+		s := &p.Signers[i]
+		key := fmt.Sprintf("signers[%d]", i)
+		if s.Key == "" && s.PublicKey == "" && s.KeyID == "" {
+			at(key, "a signer needs key, public_key or key_id")
 			continue
+		}
+		k, ok := resolve(key, "", s.Key, s.PublicKey, &s.KeyID)
+		if !ok {
+			continue
+		}
+		s.Resolved = k
+		pk, ok := resolve(key, "pq_", s.PQKey, s.PQPublicKey, &s.PQKeyID)
+		if !ok {
+			continue
+		}
+		s.PQResolved = pk
+		if s.Hybrid() {
+			// The point of a hybrid signer is two different algorithms,
+			// so that breaking one is not enough.
+			if pk != nil && !pk.IsMLDSA() {
+				at(key+".pq_key", "pq_key must be an ML-DSA key (got %s)", pk.Algorithm())
+			}
+			if k != nil && k.IsMLDSA() {
+				at(key+".key", "a hybrid signer's key must be a classic key (Ed25519 or ECDSA P-256), not %s: pq_key is its ML-DSA half", k.Algorithm())
+			}
+			if s.PQKeyID == s.KeyID {
+				at(key+".pq_key_id", "pq_key_id is the same key as key_id")
+			}
+			if ids[s.PQKeyID] {
+				at(key, "key %s listed twice", s.PQKeyID)
+			}
+			ids[s.PQKeyID] = true
 		}
 		if ids[s.KeyID] {
 			at(key, "signer %s listed twice", s.KeyID)
@@ -566,6 +617,10 @@ type gatekeeperSigner struct {
 	Key        string    `json:"key"`
 	ValidFrom  time.Time `json:"validFrom"`
 	ValidUntil time.Time `json:"validUntil"`
+
+	PQKeyID     string `json:"pqKeyId"`
+	PQPublicKey string `json:"pqPublicKey"`
+	PQKey       string `json:"pqKey"`
 }
 
 func parseGatekeeper(data []byte) (*Policy, Errors) {
@@ -587,7 +642,8 @@ func parseGatekeeper(data []byte) (*Policy, Errors) {
 		if err := canonical.Unmarshal(raw, &s, canonical.Options{}); err != nil {
 			return nil, Errors{{Msg: fmt.Sprintf("allowedSigners[%d]: %v", i, err)}}
 		}
-		p.Signers = append(p.Signers, Signer{Name: s.Name, KeyID: s.KeyID, PublicKey: s.PublicKey, Key: s.Key, ValidFrom: s.ValidFrom, ValidUntil: s.ValidUntil})
+		p.Signers = append(p.Signers, Signer{Name: s.Name, KeyID: s.KeyID, PublicKey: s.PublicKey, Key: s.Key, ValidFrom: s.ValidFrom, ValidUntil: s.ValidUntil,
+			PQKeyID: s.PQKeyID, PQPublicKey: s.PQPublicKey, PQKey: s.PQKey})
 	}
 	for _, l := range g.Logs {
 		p.Logs = append(p.Logs, Log{ID: l.ID, PublicKey: l.PublicKey, Origin: l.Origin})
@@ -617,8 +673,12 @@ func (s *Signer) Window(t time.Time) bool {
 
 // String names the signer for messages.
 func (s *Signer) String() string {
-	if s.Name != "" {
-		return s.Name + " (" + s.KeyID + ")"
+	ids := s.KeyID
+	if s.Hybrid() {
+		ids += " + " + s.PQKeyID
 	}
-	return s.KeyID
+	if s.Name != "" {
+		return s.Name + " (" + ids + ")"
+	}
+	return ids
 }

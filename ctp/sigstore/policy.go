@@ -41,7 +41,9 @@ func (PolicyVerifier) VerifySigstore(_ context.Context, bundle []byte, artifactD
 	}
 	keyless := isKeyless(bundle)
 	for _, s := range p.Signers {
-		if s.Resolved == nil || keyless {
+		// A sigstore bundle carries one signature: it can never show both
+		// halves of a hybrid signer, and sigstore has no ML-DSA keys.
+		if s.Resolved == nil || keyless || s.Hybrid() || s.Resolved.IsMLDSA() {
 			continue
 		}
 		if v, ok := try(s.KeyID, Options{PublicKey: s.Resolved.Key}); ok {

@@ -21,6 +21,7 @@ func PolicyDigest(p *policy.Policy) (digest.Digest, error) {
 	c.Signers = make([]policy.Signer, len(p.Signers))
 	for i, s := range p.Signers {
 		s.Key, s.PublicKey, s.Resolved = "", "", nil
+		s.PQKey, s.PQPublicKey, s.PQResolved = "", "", nil
 		c.Signers[i] = s
 	}
 	c.Logs = make([]policy.Log, len(p.Logs))

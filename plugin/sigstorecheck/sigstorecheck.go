@@ -73,7 +73,9 @@ func (e Exec) VerifySigstore(ctx context.Context, bundle []byte, digest string, 
 	}
 	req := Request{Bundle: string(bundle), Digest: digest, Identities: p.Identities, TrustedRoot: p.TrustedRootJSON, IgnoreTlog: p.SigstoreIgnoreTlog}
 	for _, s := range p.Signers {
-		if s.Resolved == nil {
+		// As ctp/sigstore's PolicyVerifier: no hybrid or ML-DSA signer can
+		// be shown by a sigstore bundle (and cryptoutils cannot encode ML-DSA).
+		if s.Resolved == nil || s.Hybrid() || s.Resolved.IsMLDSA() {
 			continue
 		}
 		pem, err := cryptoutils.MarshalPublicKeyToPEM(s.Resolved.Key)
