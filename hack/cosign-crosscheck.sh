@@ -34,7 +34,7 @@ cat >predicate.json <<'JSON'
 {"builder":{"id":"https://ci.example/builder"},"buildType":"https://example/build"}
 JSON
 "$cosign" attest-blob --key cosign.key --predicate predicate.json --type slsaprovenance \
-	--tlog-upload=false --bundle cosign.sigstore.json artifact >/dev/null
+	--use-signing-config=false --tlog-upload=false --bundle cosign.sigstore.json artifact >/dev/null
 "$vordr" ctp verify-attestation --bundle cosign.sigstore.json --key cosign.pub \
 	--digest "sha256:$digest" --type slsaprovenance --insecure-ignore-tlog
 if "$vordr" ctp verify-attestation --bundle cosign.sigstore.json --key cosign.pub \
@@ -54,8 +54,20 @@ echo "== 2. vordr signs, cosign verifies"
 manifest=$("$vordr" ctp inspect --json app.ctp | sed -n 's/.*"manifestDigest": "sha256:\([0-9a-f]*\)".*/\1/p' | head -1)
 n=0
 for f in exported/*.sigstore.json; do
+	case "$f" in
+	*provenance*) type=https://slsa.dev/provenance/v1 ;;
+	*spdx*) type=https://spdx.dev/Document ;;
+	*) type=custom ;;
+	esac
 	"$cosign" verify-blob-attestation --bundle "$f" --key cosign.pub --insecure-ignore-tlog \
-		--digest "$manifest" --digestAlg sha256 --check-claims=true >/dev/null
+		--type "$type" --digest "$manifest" --digestAlg sha256 --check-claims=true >/dev/null 2>&1 ||
+		{ echo "FAIL: cosign refused $f" >&2; "$cosign" verify-blob-attestation --bundle "$f" --key cosign.pub --insecure-ignore-tlog --type "$type" --digest "$manifest" --digestAlg sha256; exit 1; }
+	# and cosign refuses it for another digest
+	if "$cosign" verify-blob-attestation --bundle "$f" --key cosign.pub --insecure-ignore-tlog \
+		--type "$type" --digest "$(printf x | sha256sum | cut -d' ' -f1)" --digestAlg sha256 >/dev/null 2>&1; then
+		echo "FAIL: cosign accepted $f for another digest" >&2
+		exit 1
+	fi
 	n=$((n + 1))
 done
 [ "$n" -gt 0 ] || { echo "FAIL: nothing exported" >&2; exit 1; }
