@@ -29,6 +29,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -50,6 +51,8 @@ type results struct {
 	LayerMiB         int       `json:"layer_mib"`
 	Layers           int       `json:"layers"`
 	Runs             int       `json:"runs"`
+	VerifyRuns       int       `json:"verify_runs"`
+	LoadAvg          []string  `json:"loadavg_before_after"`
 	Measures         []measure `json:"measures"`
 	PackRatio        float64   `json:"pack_rootfs_over_tar_sha256sum"`
 	PackLayoutRatio  float64   `json:"pack_layout_over_tar_sha256sum"`
@@ -62,17 +65,18 @@ type results struct {
 func main() {
 	layerMiB := flag.Int("layer-mib", 256, "size of each generated layer in MiB")
 	layers := flag.Int("layers", 2, "number of equal layers")
-	runs := flag.Int("runs", 3, "measured runs of each side (best kept)")
+	runs := flag.Int("runs", 3, "measured runs of each pack side (best kept)")
+	verifyRuns := flag.Int("verify-runs", 10, "measured runs of each verify side (best kept; they are short)")
 	workDir := flag.String("work", "", "directory for generated data (default: a new temporary directory, removed at the end)")
 	out := flag.String("json", "", "also write results as JSON to this file")
 	flag.Parse()
-	if err := run(*layerMiB, *layers, *runs, *workDir, *out); err != nil {
+	if err := run(*layerMiB, *layers, *runs, *verifyRuns, *workDir, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(layerMiB, nLayers, runs int, workDir, jsonOut string) error {
+func run(layerMiB, nLayers, runs, verifyRuns int, workDir, jsonOut string) error {
 	for _, tool := range []string{"tar", "sha256sum"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("the baseline needs %s: %w", tool, err)
@@ -129,18 +133,23 @@ func run(layerMiB, nLayers, runs int, workDir, jsonOut string) error {
 	sides := []struct {
 		name  string
 		bytes int64
+		runs  int
 		fn    func() error
 	}{
-		{"tar c | sha256sum (rootfs)", payload, baseline},
-		{"ctp.Pack (rootfs)", payload, packRootfs},
-		{"ctp.Pack (oci-layout, " + strconv.Itoa(nLayers) + " layers)", payload, packLayout},
-		{"VerifyBlobs, GOMAXPROCS=1 (sequential)", payload, verify(1)},
-		{"VerifyBlobs, GOMAXPROCS=" + strconv.Itoa(cores) + " (parallel)", payload, verify(cores)},
+		{"tar c | sha256sum (rootfs)", payload, runs, baseline},
+		{"ctp.Pack (rootfs)", payload, runs, packRootfs},
+		{"ctp.Pack (oci-layout, " + strconv.Itoa(nLayers) + " layers)", payload, runs, packLayout},
+		{"VerifyBlobs, GOMAXPROCS=1 (sequential)", payload, verifyRuns, verify(1)},
+		{"VerifyBlobs, GOMAXPROCS=" + strconv.Itoa(cores) + " (parallel)", payload, verifyRuns, verify(cores)},
 	}
-	fmt.Printf("== %d interleaved runs of each (plus one to warm the page cache), best kept\n", runs)
+	fmt.Printf("== %d (pack) and %d (verify) interleaved runs of each, plus one to warm the page cache; best kept\n", runs, verifyRuns)
+	loadBefore := loadavg()
 	samples := make([][]float64, len(sides))
-	for r := 0; r <= runs; r++ {
+	for r := 0; r <= max(runs, verifyRuns); r++ {
 		for i, s := range sides {
+			if r > s.runs {
+				continue
+			}
 			runtime.GC()
 			t0 := time.Now()
 			if err := s.fn(); err != nil {
@@ -151,7 +160,8 @@ func run(layerMiB, nLayers, runs int, workDir, jsonOut string) error {
 			}
 		}
 	}
-	res := results{Cores: cores, LayerMiB: layerMiB, Layers: nLayers, Runs: runs, PackRatioTarget: 0.8, VerifyTargetX: 1.6}
+	res := results{Cores: cores, LayerMiB: layerMiB, Layers: nLayers, Runs: runs, VerifyRuns: verifyRuns,
+		LoadAvg: []string{loadBefore, loadavg()}, PackRatioTarget: 0.8, VerifyTargetX: 1.6}
 	for i, s := range sides {
 		best := samples[i][0]
 		for _, v := range samples[i] {
@@ -167,7 +177,7 @@ func run(layerMiB, nLayers, runs int, workDir, jsonOut string) error {
 		res.VerifyTargetNote = "the verify target assumes at least 2 cores and 2 layers"
 	}
 
-	fmt.Printf("payload: %d MiB in %d layers, GOMAXPROCS=%d\n", payload>>20, nLayers, cores)
+	fmt.Printf("payload: %d MiB in %d layers, GOMAXPROCS=%d, load average before/after: %s / %s\n", payload>>20, nLayers, cores, res.LoadAvg[0], res.LoadAvg[1])
 	fmt.Printf("%-44s %9s %10s\n", "", "best s", "MiB/s")
 	for _, x := range m {
 		fmt.Printf("%-44s %9.3f %10.1f\n", x.Name, x.BestS, x.MiBps)
@@ -185,6 +195,20 @@ func run(layerMiB, nLayers, runs int, workDir, jsonOut string) error {
 		}
 	}
 	return nil
+}
+
+// loadavg is the 1-minute load average: other work on the machine slows
+// every side, and the parallel ones most, so it is printed with the figures.
+func loadavg() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(data))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
 }
 
 // genTree writes size bytes of pseudo-random (incompressible) data in 8
