@@ -65,7 +65,7 @@ type results struct {
 func main() {
 	layerMiB := flag.Int("layer-mib", 256, "size of each generated layer in MiB")
 	layers := flag.Int("layers", 2, "number of equal layers")
-	runs := flag.Int("runs", 3, "measured runs of each pack side (best kept)")
+	runs := flag.Int("runs", 5, "measured runs of each pack side (best kept)")
 	verifyRuns := flag.Int("verify-runs", 10, "measured runs of each verify side (best kept; they are short)")
 	workDir := flag.String("work", "", "directory for generated data (default: a new temporary directory, removed at the end)")
 	out := flag.String("json", "", "also write results as JSON to this file")
