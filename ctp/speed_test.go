@@ -163,6 +163,30 @@ func TestPackRootfsChangedBetweenPasses(t *testing.T) {
 	if _, serr := os.Stat(out); !os.IsNotExist(serr) {
 		t.Fatalf("output left behind after failure: %v", serr)
 	}
+	// A file that grows in between fails too.
+	changed = false
+	opts.Progress = func(stage string, done, total int64) {
+		if stage == "write" && !changed {
+			changed = true
+			f, err := os.OpenFile(big, os.O_APPEND|os.O_WRONLY, 0)
+			if err == nil {
+				_, err = f.Write([]byte("more"))
+				f.Close()
+			}
+			if err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	if _, err := Pack(context.Background(), root, out, opts); err == nil || !changed {
+		t.Fatalf("pack of a tree that grew while packing: got %v (grown: %v)", err, changed)
+	}
+	if _, serr := os.Stat(out); !os.IsNotExist(serr) {
+		t.Fatalf("output left behind after failure: %v", serr)
+	}
+	if err := os.WriteFile(big, bytes.Repeat([]byte{'y'}, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	// Unchanged from now on, the tree packs, and the SBOM describes it.
 	if _, err := Pack(context.Background(), root, out, PackOptions{Name: "x", Created: testTime}); err != nil {
 		t.Fatal(err)

@@ -100,7 +100,9 @@ func writeTar(w io.Writer, c contents) error {
 		ha.Close() // hash.Hash.Write never fails
 		rc.Close()
 		if err != nil {
-			return err
+			// A rootfs that grew since it was measured fails here
+			// (archive/tar: write too long).
+			return fmt.Errorf("ctp: copying blob %s: %w", bs.desc.Digest, err)
 		}
 		if digest.NewDigest(digest.SHA256, h) != bs.desc.Digest {
 			return fmt.Errorf("ctp: blob %s changed while packing", bs.desc.Digest)
