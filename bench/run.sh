@@ -12,6 +12,8 @@ echo "== idle: shim wake-ups and CPU per idle container, vordr vs runc.v2"
 go run ./bench/idle -shim-dir bin
 echo "== exec appraisal: strict with a verified image vs runc.v2 (exec storm, first exec, open storm)"
 go run ./bench/appraisal -runs "${RUNS_APPRAISAL:-5}" -shim-dir bin -json bench/results/appraisal.json
+echo "== ctp pack vs tar c | sha256sum, parallel vs sequential layer verification"
+go run ./bench/pack -layer-mib "${PACK_LAYER_MIB:-256}" -runs "${RUNS_PACK:-5}" -verify-runs "${RUNS_VERIFY:-10}" -json bench/results/pack.json
 for s in bench/*.sh; do
 	[ "$s" = bench/run.sh ] && continue
 	[ -x "$s" ] || continue

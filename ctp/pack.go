@@ -316,17 +316,49 @@ func manifestFor(cfg ocispec.Image, layers []ocispec.Descriptor) (manifestJSON, 
 
 // ---- rootfs directory ----
 
-type hashWriter struct {
+type countWriter struct {
 	w io.Writer
-	h hash.Hash
 	n int64
 }
 
-func (hw *hashWriter) Write(p []byte) (int, error) {
-	n, err := hw.w.Write(p)
-	hw.h.Write(p[:n])
-	hw.n += int64(n)
+func (cw *countWriter) Write(p []byte) (int, error) {
+	n, err := cw.w.Write(p)
+	cw.n += int64(n)
 	return n, err
+}
+
+// fileSums computes the SBOM's SHA-256 and SHA-1 of one file. For a large
+// file each runs on its own goroutine, so the three digests every byte of a
+// rootfs needs (two for the SBOM, one for the layer) use all cores.
+type fileSums struct {
+	h256, h1 hash.Hash
+	w        io.Writer
+	async    []*asyncWriter
+}
+
+func newFileSums(size int64) *fileSums {
+	s := &fileSums{h256: sha256.New(), h1: sha1.New()}
+	if size < asyncMin {
+		s.w = io.MultiWriter(s.h256, s.h1)
+		return s
+	}
+	s.async = []*asyncWriter{newAsyncWriter(s.h256), newAsyncWriter(s.h1)}
+	s.w = io.MultiWriter(s.async[0], s.async[1])
+	return s
+}
+
+func (s *fileSums) Write(p []byte) (int, error) { return s.w.Write(p) }
+
+// close waits for the hashes; it must be called on every path.
+func (s *fileSums) close() {
+	for _, a := range s.async {
+		a.Close() // hash.Hash.Write never fails
+	}
+}
+
+func (s *fileSums) record(p string, n int64) fileRecord {
+	s.close()
+	return fileRecord{Path: p, SHA256: hex.EncodeToString(s.h256.Sum(nil)), SHA1: hex.EncodeToString(s.h1.Sum(nil)), Size: n}
 }
 
 func packRootfs(ctx context.Context, dir string, opts *PackOptions) (*image, error) {
@@ -359,45 +391,37 @@ func packRootfs(ctx context.Context, dir string, opts *PackOptions) (*image, err
 	}
 	created = created.UTC().Truncate(time.Second)
 
-	tmp, err := os.CreateTemp(opts.TempDir, "ctp-layer-*.tar")
-	if err != nil {
-		return nil, err
-	}
-	img.cleanup = append(img.cleanup, func() { tmp.Close(); os.Remove(tmp.Name()) })
-	hw := &hashWriter{w: tmp, h: sha256.New()}
-	tw := tar.NewWriter(hw)
+	// The layer is the tar of the tree. It is produced twice rather than
+	// kept in a temporary file: once here, only to be measured (its digest
+	// names it in the manifest, which comes first in the bundle), and again
+	// while the bundle is written, where writeTar re-hashes it and refuses a
+	// tree that changed in between. Reading the tree twice (usually from the
+	// page cache) is cheaper than writing, syncing and re-reading a copy of
+	// it, which made packing write every byte twice.
 	opts.stage("layer", total)
-	inodes := map[[2]uint64]string{}
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil || rel == "." {
-			return err
-		}
-		rel = filepath.ToSlash(rel)
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		return addRootfsEntry(tw, img, inodes, p, rel, fi, created, opts)
-	})
+	layerHash := sha256.New()
+	hashAsync := newAsyncWriter(layerHash) // on another core than the SBOM's hashes
+	cw := &countWriter{w: hashAsync}
+	err = rootfsTar(ctx, dir, cw, created, img, opts)
+	if cerr := hashAsync.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return img, err
 	}
-	if err := tw.Close(); err != nil {
-		return img, err
-	}
-	layerDigest := digest.NewDigest(digest.SHA256, hw.h)
-	size := hw.n
-	name := tmp.Name()
+	layerDigest := digest.NewDigest(digest.SHA256, layerHash)
+	size := cw.n
 	img.layers = []blobSource{{
 		desc: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: layerDigest, Size: size},
-		open: func() (io.ReadCloser, error) { return os.Open(name) },
+		open: func() (io.ReadCloser, error) {
+			pr, pw := io.Pipe()
+			go func() {
+				// No img: the SBOM's inputs were recorded by the first pass
+				// (and no progress is reported from this goroutine).
+				pw.CloseWithError(rootfsTar(ctx, dir, pw, created, nil, nil))
+			}()
+			return pr, nil
+		},
 	}}
 	env := opts.Env
 	if len(env) == 0 {
@@ -416,6 +440,36 @@ func packRootfs(ctx context.Context, dir string, opts *PackOptions) (*image, err
 	}
 	img.deps = []resourceDescriptor{{Name: "rootfs", URI: "file:" + filepath.Base(dir), MediaType: ocispec.MediaTypeImageLayer, Digest: map[string]string{"sha256": layerDigest.Encoded()}}}
 	return img, nil
+}
+
+// rootfsTar writes the layer tar of the tree at dir to w. With img, it also
+// records what the SBOM needs (files with their digests, package databases)
+// and reports progress; the output is the same either way.
+func rootfsTar(ctx context.Context, dir string, w io.Writer, created time.Time, img *image, opts *PackOptions) error {
+	tw := tar.NewWriter(w)
+	inodes := map[[2]uint64]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil || rel == "." {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		return addRootfsEntry(tw, img, inodes, p, rel, fi, created, opts)
+	})
+	if err != nil {
+		return err
+	}
+	return tw.Close()
 }
 
 func addRootfsEntry(tw *tar.Writer, img *image, inodes map[[2]uint64]string, p, rel string, fi fs.FileInfo, created time.Time, opts *PackOptions) error {
@@ -466,15 +520,23 @@ func addRootfsEntry(tw *tar.Writer, img *image, inodes map[[2]uint64]string, p, 
 		return err
 	}
 	defer f.Close()
-	h256, h1 := sha256.New(), sha1.New()
-	w := io.MultiWriter(tw, h256, h1, progressWriter{opts})
+	if img == nil {
+		n, err := copyBuffered(tw, f)
+		if err == nil && n != fi.Size() {
+			err = fmt.Errorf("ctp: %s changed size while packing", p)
+		}
+		return err
+	}
+	sums := newFileSums(fi.Size())
+	defer sums.close()
+	w := io.MultiWriter(tw, sums, progressWriter{opts})
 	abs := "/" + rel
 	var db *strings.Builder
 	if (abs == dpkgStatusPath || abs == apkDBPath) && fi.Size() <= maxPkgDB {
 		db = &strings.Builder{}
 		w = io.MultiWriter(w, db)
 	}
-	n, err := io.Copy(w, f)
+	n, err := copyBuffered(w, f)
 	if err != nil {
 		return err
 	}
@@ -484,7 +546,7 @@ func addRootfsEntry(tw *tar.Writer, img *image, inodes map[[2]uint64]string, p, 
 	if db != nil {
 		img.pkgDBs[abs] = []byte(db.String())
 	}
-	img.files = append(img.files, fileRecord{Path: abs, SHA256: hex.EncodeToString(h256.Sum(nil)), SHA1: hex.EncodeToString(h1.Sum(nil)), Size: n})
+	img.files = append(img.files, sums.record(abs, n))
 	return nil
 }
 
@@ -709,8 +771,12 @@ func scanLayers(ctx context.Context, img *image, opts *PackOptions) error {
 }
 
 func scanLayer(ctx context.Context, r io.Reader, desc ocispec.Descriptor, files map[string]fileRecord, dbs map[string][]byte, opts *PackOptions) error {
+	// The blob's digest is computed on another goroutine, beside the
+	// decompression and the per-file digests.
 	h := sha256.New()
-	r = io.TeeReader(r, io.MultiWriter(h, progressWriter{opts}))
+	ha := newAsyncWriter(h)
+	defer ha.Close()
+	r = io.TeeReader(r, io.MultiWriter(ha, progressWriter{opts}))
 	zr, err := decompressLayer(r, desc.MediaType)
 	if err != nil {
 		return err
@@ -744,25 +810,29 @@ func scanLayer(ctx context.Context, r io.Reader, desc ocispec.Descriptor, files 
 			delete(files, p)
 			continue
 		}
-		h256, h1 := sha256.New(), sha1.New()
-		w := io.MultiWriter(h256, h1)
+		sums := newFileSums(hdr.Size)
+		var w io.Writer = sums
 		var db *strings.Builder
 		if (p == dpkgStatusPath || p == apkDBPath) && hdr.Size <= maxPkgDB {
 			db = &strings.Builder{}
 			w = io.MultiWriter(w, db)
 		}
-		n, err := io.Copy(w, tr)
+		n, err := copyBuffered(w, tr)
 		if err != nil {
+			sums.close()
 			return err
 		}
 		if db != nil {
 			dbs[p] = []byte(db.String())
 		}
-		files[p] = fileRecord{Path: p, SHA256: hex.EncodeToString(h256.Sum(nil)), SHA1: hex.EncodeToString(h1.Sum(nil)), Size: n}
+		files[p] = sums.record(p, n)
 	}
 	// Drain so the whole blob is hashed, then compare with its name: the
 	// SBOM must describe exactly the bytes that go into the bundle.
-	if _, err := io.Copy(io.Discard, r); err != nil {
+	if _, err := copyBuffered(io.Discard, r); err != nil {
+		return err
+	}
+	if err := ha.Close(); err != nil {
 		return err
 	}
 	if digest.NewDigest(digest.SHA256, h) != desc.Digest {
@@ -1003,6 +1073,6 @@ func hashFile(p string) (digest.Digest, int64, bool, error) {
 		return "", 0, false, err
 	}
 	h := sha256.New()
-	n, err := io.Copy(h, f)
+	n, err := copyBuffered(h, f)
 	return digest.NewDigest(digest.SHA256, h), n, magic == [2]byte{0x1f, 0x8b}, err
 }

@@ -54,7 +54,7 @@ func writeEntry(tw *tar.Writer, name string, size int64, r io.Reader) error {
 	if err := tw.WriteHeader(hdr); err != nil {
 		return err
 	}
-	n, err := io.Copy(tw, r)
+	n, err := copyBuffered(tw, r)
 	if err != nil {
 		return err
 	}
@@ -93,11 +93,16 @@ func writeTar(w io.Writer, c contents) error {
 		}
 		// Re-hash while copying: a source that changed since it was
 		// measured must not produce a bundle that lies about its content.
+		// The hash runs on another core, beside the reads and writes.
 		h := sha256.New()
-		err = writeEntry(tw, blobPath(bs.desc.Digest), bs.desc.Size, io.TeeReader(rc, h))
+		ha := newAsyncWriter(h)
+		err = writeEntry(tw, blobPath(bs.desc.Digest), bs.desc.Size, io.TeeReader(rc, ha))
+		ha.Close() // hash.Hash.Write never fails
 		rc.Close()
 		if err != nil {
-			return err
+			// A rootfs that grew since it was measured fails here
+			// (archive/tar: write too long).
+			return fmt.Errorf("ctp: copying blob %s: %w", bs.desc.Digest, err)
 		}
 		if digest.NewDigest(digest.SHA256, h) != bs.desc.Digest {
 			return fmt.Errorf("ctp: blob %s changed while packing", bs.desc.Digest)
