@@ -94,6 +94,12 @@ type Gate struct {
 	// an image on a node hashes its files. It must be writable by root
 	// alone. Empty means DefaultGateCacheDir.
 	CacheDir string `toml:"cache_dir"`
+	// EvidenceDir is where the pull-time verifier stores evidence it
+	// fetched from a registry's referrers (for images pulled with ctr,
+	// nerdctl or the CRI, whose records carry no vordr labels). The gate
+	// re-verifies what it finds there. Empty means
+	// /var/lib/vordr/evidence.
+	EvidenceDir string `toml:"evidence_dir"`
 }
 
 // Events configures the guard's outputs.

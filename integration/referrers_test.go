@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/containerd/errdefs"
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	"github.com/opencontainers/go-digest"
@@ -400,7 +401,8 @@ func TestReferrersVerifierPull(t *testing.T) {
 		t.Fatalf("build vordr-verifier: %v\n%s", err, out)
 	}
 	cfg := filepath.Join(work, "verifier.toml")
-	body := fmt.Sprintf("policy = %q\nregistry_referrers = true\nplain_http_registries = [%q]\n", k.policies[policy.Strict], regAddr)
+	evDir := filepath.Join(work, "evidence")
+	body := fmt.Sprintf("policy = %q\nregistry_referrers = true\nplain_http_registries = [%q]\nevidence_dir = %q\n", k.policies[policy.Strict], regAddr, evDir)
 	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -436,6 +438,36 @@ func TestReferrersVerifierPull(t *testing.T) {
 	}
 	if !strings.Contains(d.Log(), "evidence referrer") {
 		t.Errorf("containerd did not log the verifier's judgement naming the referrer")
+	}
+
+	// The image record ctr's pull made carries no vordr labels: the strict
+	// gate finds the evidence the verifier stored by manifest digest, and
+	// verifies it again.
+	gated := newEnv(t, d, runtimeCase{name: "vordr-gate-store", runtime: vordrRuntime, options: func(d *daemon.Daemon) any {
+		return &runtimeoptions.Options{ConfigBody: []byte(gateConfig(t, d, "strict") + fmt.Sprintf("evidence_dir = %q\n", evDir))}
+	}})
+	code, out := gated.runImage(remoteRef, nil, "cat", "/etc/marker")
+	if code != 0 || out.stdout.String() != "referrers-verifier\n" {
+		t.Fatalf("strict gate, evidence from the verifier's store: exit %d stdout %q stderr %q", code, out.stdout.String(), out.stderr.String())
+	}
+	// Without the stored evidence the same image is refused, and so it is
+	// when what is stored does not verify (a planted file buys nothing).
+	stored := filepath.Join(evDir, img.Target.Digest.Encoded(), "attestations.json")
+	good, err := os.ReadFile(stored)
+	if err != nil {
+		t.Fatalf("the verifier stored no evidence: %v", err)
+	}
+	if err := os.WriteFile(stored, []byte(strings.Replace(string(good), `"sig":"`, `"sig":"AAAA`, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := gated.startImage(remoteRef, nil, "true"); err == nil || !strings.Contains(err.Error(), "strict") {
+		t.Errorf("strict gate, tampered stored evidence: %v", err)
+	}
+	if err := os.RemoveAll(filepath.Join(evDir, img.Target.Digest.Encoded())); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := gated.startImage(remoteRef, nil, "true"); err == nil || !strings.Contains(err.Error(), "no vordr attestations") {
+		t.Errorf("strict gate, no stored evidence: %v", err)
 	}
 
 	for _, tc := range []struct {

@@ -40,6 +40,7 @@ type Evidence struct {
 	attestJSON, manifestTOML, manifestJSON, configJSON []byte
 	manifest                                           ocispec.Manifest
 	config                                             ocispec.Image
+	fromStore                                          bool
 }
 
 // ErrNoEvidence is wrapped when an image carries no vordr attestations: it
@@ -99,11 +100,16 @@ func (e *Evidence) Load(ctx context.Context, cs content.Provider) error {
 	}
 	lim := ctp.DefaultLimits
 	var err error
-	if e.attestJSON, err = read("attestation bundle", e.Attestations, lim.MaxAttestationJSON); err != nil {
-		return err
+	// Evidence from the store (OfStore) comes with these two read.
+	if e.attestJSON == nil {
+		if e.attestJSON, err = read("attestation bundle", e.Attestations, lim.MaxAttestationJSON); err != nil {
+			return err
+		}
 	}
-	if e.manifestTOML, err = read("manifest.toml", e.ManifestTOML, lim.MaxManifestTOML); err != nil {
-		return err
+	if e.manifestTOML == nil {
+		if e.manifestTOML, err = read("manifest.toml", e.ManifestTOML, lim.MaxManifestTOML); err != nil {
+			return err
+		}
 	}
 	if e.manifestJSON, err = read("image manifest", e.Image.Target.Digest, lim.MaxImageJSON); err != nil {
 		return err

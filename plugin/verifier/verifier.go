@@ -71,6 +71,11 @@ type Config struct {
 	// ReferrersTagSchema reads referrers only through the referrers tag
 	// schema, for registries whose referrers API is broken.
 	ReferrersTagSchema bool `toml:"referrers_tag_schema"`
+	// EvidenceDir keeps the evidence verified from referrers, by manifest
+	// digest, for the runtime gate (its [gate] evidence_dir): the pulled
+	// image's record carries no vordr labels. Empty means
+	// /var/lib/vordr/evidence; "-" stores nothing.
+	EvidenceDir string `toml:"evidence_dir"`
 	// Timeout bounds one decision; 8s when empty (containerd's default
 	// per-verifier timeout is 10s).
 	Timeout string `toml:"timeout"`
@@ -220,6 +225,18 @@ func (v *Verifier) fromReferrers(ctx context.Context, name string, desc ocispec.
 			return err
 		}
 		found = fmt.Sprintf("evidence referrer %s in %s verified under policy (%s)", f.Referrer.Digest, r.Registry, v.pol.Mode)
+		if dir := v.cfg.EvidenceDir; dir != "-" {
+			if dir == "" {
+				dir = evidence.DefaultStoreDir
+			}
+			// The pull goes on if this fails (the image may be meant for
+			// runc.v2), but the reason says why the gate will refuse it.
+			if err := evidence.WriteStore(dir, desc.Digest, f.AttestationsJSON, f.ManifestTOML); err != nil {
+				found += "; not stored for the runtime gate: " + err.Error()
+			} else {
+				found += "; stored in " + dir + " for the runtime gate"
+			}
+		}
 		return nil
 	})
 	if err != nil {

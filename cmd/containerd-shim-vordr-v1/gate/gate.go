@@ -16,6 +16,7 @@ package gate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -330,6 +331,15 @@ func (g *Gate) check(ctx context.Context, c *task.Container, pol *policy.Policy,
 	}
 	d.Image = img.Name + "@" + img.Target.Digest.String()
 	ev, err := evidence.Of(img)
+	if errors.Is(err, evidence.ErrNoEvidence) {
+		// Pulled by ctr, nerdctl or the CRI: the pull-time verifier may
+		// have stored the registry's evidence by manifest digest.
+		dir := c.Config.Gate.EvidenceDir
+		if dir == "" {
+			dir = evidence.DefaultStoreDir
+		}
+		ev, err = evidence.OfStore(img, dir)
+	}
 	if err != nil {
 		d.Err = err
 		return d
@@ -343,7 +353,11 @@ func (g *Gate) check(ctx context.Context, c *task.Container, pol *policy.Policy,
 		// A cached verdict still needs the evidence to exist and the
 		// rootfs to be the content; both are checked below.
 		cs := client.content
-		for _, dg := range []digest.Digest{ev.Attestations, ev.ManifestTOML} {
+		evidenceBlobs := []digest.Digest{ev.Attestations, ev.ManifestTOML}
+		if ev.FromStore() {
+			evidenceBlobs = nil // just read from the store; its key names them
+		}
+		for _, dg := range evidenceBlobs {
 			if _, err := cs.Info(ctx, dg); err != nil {
 				d.Err = fmt.Errorf("image %s: evidence %s: %w", img.Name, dg, err)
 				return d
