@@ -209,3 +209,23 @@ func TestOptionErrors(t *testing.T) {
 		t.Error("IsBundle")
 	}
 }
+
+// A bundle that carries the certificate chain (v0.2) verifies like one with
+// the leaf alone; the chain in the bundle adds no trust: the root must still
+// be in the trusted root.
+func TestKeylessCertificateChain(t *testing.T) {
+	img := sigstoretest.DigestOf("manifest")
+	stmt := sigstoretest.Statement(t, StatementV01, img, "https://slsa.dev/provenance/v0.2", map[string]any{})
+	bj, trj := sigstoretest.KeylessChain(t, stmt, sigstoretest.Identity, sigstoretest.Issuer)
+	if !strings.Contains(string(bj), "x509CertificateChain") {
+		t.Fatal("the fixture carries no chain")
+	}
+	id := []Identity{{Issuer: sigstoretest.Issuer, Subject: sigstoretest.Identity}}
+	if _, err := Verify(bj, Options{Digest: img, TrustedRoot: mustRoot(t, trj), Identities: id}); err != nil {
+		t.Fatalf("bundle with a certificate chain: %v", err)
+	}
+	_, other := sigstoretest.Keyless(t, stmt, sigstoretest.Identity, sigstoretest.Issuer, true)
+	if _, err := Verify(bj, Options{Digest: img, TrustedRoot: mustRoot(t, other), Identities: id}); !errors.Is(err, ErrRefused) {
+		t.Errorf("chain to a root that is not trusted: want refused, got %v", err)
+	}
+}

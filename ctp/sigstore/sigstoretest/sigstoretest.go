@@ -68,6 +68,19 @@ func DigestOf(s string) string {
 // returns the bundle's JSON and the trusted root that vouches for both.
 func Keyless(t testing.TB, stmt []byte, id, iss string, withTlog bool) (bundleJSON, trustedRoot []byte) {
 	t.Helper()
+	return keyless(t, stmt, id, iss, withTlog, false)
+}
+
+// KeylessChain is Keyless written as a v0.2 bundle that carries the
+// certificate chain (leaf and intermediate), as older cosign versions and
+// private PKIs do.
+func KeylessChain(t testing.TB, stmt []byte, id, iss string) (bundleJSON, trustedRoot []byte) {
+	t.Helper()
+	return keyless(t, stmt, id, iss, true, true)
+}
+
+func keyless(t testing.TB, stmt []byte, id, iss string, withTlog, chain bool) (bundleJSON, trustedRoot []byte) {
+	t.Helper()
 	vs, err := ca.NewVirtualSigstoreWithExistingRekorEntry()
 	if err != nil {
 		t.Fatal(err)
@@ -88,6 +101,19 @@ func Keyless(t testing.TB, stmt []byte, id, iss string, withTlog bool) (bundleJS
 	vm := &protobundle.VerificationMaterial{
 		Content: &protobundle.VerificationMaterial_Certificate{Certificate: &protocommon.X509Certificate{RawBytes: vc.Certificate().Raw}},
 	}
+	mediaType := MediaTypeBundleV03
+	if chain {
+		mediaType = "application/vnd.dev.sigstore.bundle+json;version=0.2"
+		certs := []*protocommon.X509Certificate{{RawBytes: vc.Certificate().Raw}}
+		for _, ca := range vs.FulcioCertificateAuthorities() {
+			if f, ok := ca.(*root.FulcioCertificateAuthority); ok {
+				for _, c := range f.Intermediates {
+					certs = append(certs, &protocommon.X509Certificate{RawBytes: c.Raw})
+				}
+			}
+		}
+		vm.Content = &protobundle.VerificationMaterial_X509CertificateChain{X509CertificateChain: &protocommon.X509CertificateChain{Certificates: certs}}
+	}
 	if withTlog {
 		entries, err := ent.TlogEntries()
 		if err != nil {
@@ -97,7 +123,7 @@ func Keyless(t testing.TB, stmt []byte, id, iss string, withTlog bool) (bundleJS
 			vm.TlogEntries = append(vm.TlogEntries, tlogEntry(t, vs, e))
 		}
 	}
-	b := &protobundle.Bundle{MediaType: MediaTypeBundleV03, VerificationMaterial: vm, Content: dsseContent(t, env.PayloadType, env.Payload, env.Signatures[0].Sig)}
+	b := &protobundle.Bundle{MediaType: mediaType, VerificationMaterial: vm, Content: dsseContent(t, env.PayloadType, env.Payload, env.Signatures[0].Sig)}
 	bundleJSON, err = protojson.Marshal(b)
 	if err != nil {
 		t.Fatal(err)
