@@ -1,0 +1,485 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/containerd/v2/pkg/identifiers"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	"github.com/containerd/errdefs"
+
+	"github.com/vordr-project/vordr/config"
+)
+
+// Labels the API puts on the containers it creates. Only containers with
+// LabelOwner are visible to and managed by the API: a key to the API is
+// not a key to every container of the namespace (CRI's, ctr's).
+const (
+	LabelOwner = "vordr.io/serve.owner"
+)
+
+// RunRequest is everything an API caller may choose about a container. It
+// is deliberately small: a caller is a deployer (docs/threat-model.md) and
+// chooses no mounts, capabilities, namespaces, devices, hooks or raw spec
+// fields; profile and policy select among the operator's names.
+type RunRequest struct {
+	Image   string   `json:"image"`
+	Name    string   `json:"name,omitempty"`
+	Args    []string `json:"args,omitempty"`
+	Env     []string `json:"env,omitempty"`
+	Profile string   `json:"profile,omitempty"`
+	Policy  string   `json:"policy,omitempty"`
+}
+
+// Limits of a run request's fields.
+const (
+	maxArgs   = 256
+	maxEnv    = 256
+	maxString = 4096
+)
+
+func (req *RunRequest) validate() error {
+	bad := func(format string, a ...any) error {
+		return apiError(http.StatusBadRequest, CodeInvalidArgument, fmt.Sprintf(format, a...))
+	}
+	if req.Image == "" {
+		return bad("image is required: the name of an image in containerd (GET /api/v1/images)")
+	}
+	if req.Name != "" {
+		if err := identifiers.Validate(req.Name); err != nil {
+			return bad("name %q: %v", req.Name, err)
+		}
+	}
+	if len(req.Args) > maxArgs || len(req.Env) > maxEnv {
+		return bad("at most %d args and %d env entries", maxArgs, maxEnv)
+	}
+	for _, a := range req.Args {
+		if len(a) > maxString || strings.ContainsRune(a, 0) {
+			return bad("an argument is longer than %d bytes or contains a NUL byte", maxString)
+		}
+	}
+	for _, e := range req.Env {
+		k, _, ok := strings.Cut(e, "=")
+		if !ok || k == "" || len(e) > maxString || strings.ContainsRune(e, 0) {
+			return bad("env entry %.40q is not KEY=VALUE (at most %d bytes, no NUL)", e, maxString)
+		}
+	}
+	for field, v := range map[string]string{"profile": req.Profile, "policy": req.Policy} {
+		if len(v) > 64 || strings.ContainsAny(v, "/\n\r\x00") {
+			return bad("%s must be the name of a profile or policy the operator offers, not a path or text", field)
+		}
+	}
+	return nil
+}
+
+// Container is the API's view of a container: containerd's record and task
+// state, with what vordr decided for it.
+type Container struct {
+	ID      string    `json:"id"`
+	Image   string    `json:"image"`
+	Runtime string    `json:"runtime"`
+	Created time.Time `json:"created"`
+	Owner   string    `json:"owner,omitempty"`
+	// Status is the task's: created, running, paused, stopped, or "none"
+	// when the container has no task.
+	Status   string     `json:"status"`
+	PID      uint32     `json:"pid,omitempty"`
+	ExitCode *uint32    `json:"exitCode,omitempty"`
+	ExitedAt *time.Time `json:"exitedAt,omitempty"`
+	// Profile and Policy are what the operator's runtime config selects
+	// for the container's annotations (config.Select, the decision the
+	// shim makes too).
+	Profile     string `json:"profile,omitempty"`
+	ProfileFrom string `json:"profileFrom,omitempty"`
+	Policy      string `json:"policy,omitempty"`
+	// Verification is the gate's decision record from the container's
+	// event log, when the shim wrote one.
+	Verification *Verification `json:"verification,omitempty"`
+	// SelectError says why the profile or policy could not be decided.
+	SelectError string `json:"selectError,omitempty"`
+}
+
+// Verification is the gate's decision for a container.
+type Verification struct {
+	Decision string  `json:"decision"`
+	Mode     string  `json:"mode,omitempty"`
+	Policy   string  `json:"policy,omitempty"`
+	Image    string  `json:"image,omitempty"`
+	Reason   string  `json:"reason,omitempty"`
+	Message  string  `json:"message,omitempty"`
+	Seconds  float64 `json:"seconds,omitempty"`
+}
+
+func ownerFilter() string { return fmt.Sprintf("labels.%q", LabelOwner) }
+
+// load returns a container the API manages, or NotFound.
+func (s *Server) load(ctx context.Context, id string) (containerd.Container, error) {
+	if err := identifiers.Validate(id); err != nil {
+		return nil, apiError(http.StatusBadRequest, CodeInvalidArgument, fmt.Sprintf("container id %q: %v", id, err))
+	}
+	recs, err := s.client.ContainerService().List(ctx, fmt.Sprintf("id==%q,%s", id, ownerFilter()))
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) == 0 {
+		return nil, apiError(http.StatusNotFound, CodeNotFound, fmt.Sprintf("no container %q made through this API in namespace %q", id, s.cfg.Namespace))
+	}
+	return s.client.LoadContainer(ctx, id)
+}
+
+func (s *Server) view(ctx context.Context, rc *config.Config, c containers.Container) Container {
+	v := Container{ID: c.ID, Image: c.Image, Runtime: c.Runtime.Name, Created: c.CreatedAt, Owner: c.Labels[LabelOwner], Status: "none"}
+	if rc != nil {
+		// The spec is the OCI spec as JSON; only its annotations matter.
+		var sp struct {
+			Annotations map[string]string `json:"annotations"`
+		}
+		if c.Spec != nil {
+			_ = json.Unmarshal(c.Spec.GetValue(), &sp)
+		}
+		ann := sp.Annotations
+		if sel, err := rc.Select(ann); err == nil {
+			v.Profile, v.ProfileFrom, v.Policy = sel.ProfileName, sel.ProfileFrom, sel.PolicyName
+		} else {
+			v.SelectError = err.Error()
+		}
+	}
+	v.Verification = s.gateRecord(rc, c.ID)
+	ctr, err := s.client.LoadContainer(ctx, c.ID)
+	if err != nil {
+		return v
+	}
+	task, err := ctr.Task(ctx, nil)
+	if err != nil {
+		return v
+	}
+	st, err := task.Status(ctx)
+	if err != nil {
+		v.Status = "unknown"
+		return v
+	}
+	v.Status, v.PID = string(st.Status), task.Pid()
+	if st.Status == containerd.Stopped {
+		code, at := st.ExitStatus, st.ExitTime
+		v.ExitCode, v.ExitedAt = &code, &at
+	}
+	return v
+}
+
+func (s *Server) listContainers(w http.ResponseWriter, r *http.Request, _ Identity) error {
+	ctx := r.Context()
+	recs, err := s.client.ContainerService().List(ctx, ownerFilter())
+	if err != nil {
+		return err
+	}
+	rc, _ := s.cfg.runtimeConfig()
+	out := make([]Container, 0, len(recs))
+	for _, c := range recs {
+		out = append(out, s.view(ctx, rc, c))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"containers": out})
+	return nil
+}
+
+func (s *Server) getContainer(w http.ResponseWriter, r *http.Request, _ Identity) error {
+	ctx := r.Context()
+	ctr, err := s.load(ctx, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	info, err := ctr.Info(ctx)
+	if err != nil {
+		return err
+	}
+	rc, _ := s.cfg.runtimeConfig()
+	writeJSON(w, http.StatusOK, s.view(ctx, rc, info))
+	return nil
+}
+
+func randomName() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return "vordr-" + hex.EncodeToString(b)
+}
+
+func (s *Server) logPath(id string) string {
+	return filepath.Join(s.cfg.StateDir, "logs", s.cfg.Namespace, id+".log")
+}
+
+// runtimeOptions names the operator's runtime config to the shim. It is
+// the server's choice, never the caller's.
+func (s *Server) runtimeOptions() any {
+	if s.cfg.RuntimeConfig == "" {
+		return nil
+	}
+	return &runtimeoptions.Options{ConfigPath: s.cfg.RuntimeConfig}
+}
+
+func (s *Server) runContainer(w http.ResponseWriter, r *http.Request, id Identity) error {
+	var req RunRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return err
+	}
+	if err := req.validate(); err != nil {
+		return err
+	}
+	ctx := r.Context()
+	ann := map[string]string{}
+	if req.Profile != "" {
+		ann[config.AnnotationProfile] = req.Profile
+	}
+	if req.Policy != "" {
+		ann[config.AnnotationPolicy] = req.Policy
+	}
+	// The shim decides (and refuses) again at Create; asking first gives
+	// the caller the operator's rules before anything is created.
+	rc, err := s.cfg.runtimeConfig()
+	if err != nil {
+		return fmt.Errorf("the operator's runtime config: %w", err)
+	}
+	if _, err := rc.Select(ann); err != nil {
+		if errors.Is(err, config.ErrAnnotationRefused) {
+			return &Error{Status: http.StatusForbidden, Code: CodeRefused, Message: strings.ReplaceAll(err.Error(), "annotation ", "request field profile/policy, annotation "), Err: err}
+		}
+		return err
+	}
+	img, err := s.client.GetImage(ctx, req.Image)
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			return apiError(http.StatusNotFound, CodeNotFound, fmt.Sprintf("image %q is not in containerd's namespace %q; the operator imports images (vordr import); GET /api/v1/images lists them", req.Image, s.cfg.Namespace))
+		}
+		return err
+	}
+	if ok, err := img.IsUnpacked(ctx, s.cfg.Snapshotter); err != nil {
+		return err
+	} else if !ok {
+		if err := img.Unpack(ctx, s.cfg.Snapshotter); err != nil {
+			return fmt.Errorf("unpack %s: %w", req.Image, err)
+		}
+	}
+	name := req.Name
+	if name == "" {
+		name = randomName()
+	}
+	specOpts := []oci.SpecOpts{oci.WithImageConfig(img)}
+	if len(req.Args) > 0 {
+		specOpts = append(specOpts, oci.WithProcessArgs(req.Args...))
+	}
+	if len(req.Env) > 0 {
+		specOpts = append(specOpts, oci.WithEnv(req.Env))
+	}
+	if len(ann) > 0 {
+		specOpts = append(specOpts, oci.WithAnnotations(ann))
+	}
+	ctr, err := s.client.NewContainer(ctx, name,
+		containerd.WithImage(img),
+		containerd.WithSnapshotter(s.cfg.Snapshotter),
+		containerd.WithNewSnapshot(name, img),
+		containerd.WithNewSpec(specOpts...),
+		containerd.WithRuntime(Runtime, s.runtimeOptions()),
+		containerd.WithContainerLabels(map[string]string{LabelOwner: id.KeyID}),
+	)
+	if err != nil {
+		return err
+	}
+	// Cleanup uses its own context: the request's may be what failed.
+	cleanup := func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if t, err := ctr.Task(cctx, nil); err == nil {
+			_, _ = t.Delete(cctx, containerd.WithProcessKill)
+		}
+		if err := ctr.Delete(cctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+			s.log.Error("run: clean up a container that did not start", "id", name, "error", err)
+		}
+		os.Remove(s.logPath(name))
+	}
+	logPath := s.logPath(name)
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
+		cleanup()
+		return err
+	}
+	task, err := ctr.NewTask(ctx, cio.LogFile(logPath))
+	if err != nil {
+		cleanup()
+		return fmt.Errorf("create the task of %s: %w", name, err)
+	}
+	if err := task.Start(ctx); err != nil {
+		cleanup()
+		return fmt.Errorf("start %s: %w", name, err)
+	}
+	info, err := ctr.Info(ctx)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/api/v1/containers/"+name)
+	writeJSON(w, http.StatusCreated, s.view(ctx, rc, info))
+	return nil
+}
+
+func (s *Server) stopContainer(w http.ResponseWriter, r *http.Request, _ Identity) error {
+	ctx := r.Context()
+	ctr, err := s.load(ctx, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	grace := s.cfg.Limits.StopGrace()
+	if t := r.URL.Query().Get("timeout"); t != "" {
+		n, err := strconv.Atoi(t)
+		if err != nil || n < 0 || n > 300 {
+			return apiError(http.StatusBadRequest, CodeInvalidArgument, "timeout must be whole seconds between 0 and 300")
+		}
+		grace = time.Duration(n) * time.Second
+	}
+	task, err := ctr.Task(ctx, nil)
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			return apiError(http.StatusConflict, CodeConflict, "the container has no task to stop")
+		}
+		return err
+	}
+	st, err := task.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if st.Status != containerd.Stopped {
+		exited, err := task.Wait(ctx)
+		if err != nil {
+			return err
+		}
+		if err := task.Kill(ctx, syscall.SIGTERM); err != nil && !errdefs.IsNotFound(err) {
+			return err
+		}
+		select {
+		case <-exited:
+		case <-time.After(grace):
+			if err := task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
+				return err
+			}
+			select {
+			case <-exited:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	info, err := ctr.Info(ctx)
+	if err != nil {
+		return err
+	}
+	rc, _ := s.cfg.runtimeConfig()
+	writeJSON(w, http.StatusOK, s.view(ctx, rc, info))
+	return nil
+}
+
+func (s *Server) deleteContainer(w http.ResponseWriter, r *http.Request, _ Identity) error {
+	ctx := r.Context()
+	id := r.PathValue("id")
+	ctr, err := s.load(ctx, id)
+	if err != nil {
+		return err
+	}
+	force := r.URL.Query().Get("force") == "1" || r.URL.Query().Get("force") == "true"
+	if task, err := ctr.Task(ctx, nil); err == nil {
+		st, err := task.Status(ctx)
+		if err != nil {
+			return err
+		}
+		if st.Status != containerd.Stopped && !force {
+			return apiError(http.StatusConflict, CodeConflict, fmt.Sprintf("container %s is %s; stop it first (POST /api/v1/containers/%s/stop) or delete with ?force=1", id, st.Status, id))
+		}
+		if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+			return err
+		}
+	} else if !errdefs.IsNotFound(err) {
+		return err
+	}
+	if err := ctr.Delete(ctx, containerd.WithSnapshotCleanup); err != nil {
+		return err
+	}
+	os.Remove(s.logPath(id))
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request, _ Identity) error {
+	ctx := r.Context()
+	id := r.PathValue("id")
+	if _, err := s.load(ctx, id); err != nil {
+		return err
+	}
+	tail := -1
+	if t := r.URL.Query().Get("tail"); t != "" {
+		n, err := strconv.Atoi(t)
+		if err != nil || n < 0 {
+			return apiError(http.StatusBadRequest, CodeInvalidArgument, "tail must be a non-negative number of lines")
+		}
+		tail = n
+	}
+	data, err := readTail(s.logPath(id), tail, 1<<20)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	_, _ = w.Write(data)
+	return nil
+}
+
+// readTail returns the last n lines (all when n < 0) of at most max bytes
+// from the end of path.
+func readTail(path string, n int, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	off := int64(0)
+	if fi.Size() > max {
+		off = fi.Size() - max
+	}
+	buf := make([]byte, fi.Size()-off)
+	if _, err := f.ReadAt(buf, off); err != nil {
+		return nil, err
+	}
+	if n < 0 {
+		return buf, nil
+	}
+	end := len(buf)
+	if end > 0 && buf[end-1] == '\n' {
+		end--
+	}
+	for i := end - 1; i >= 0; i-- {
+		if buf[i] == '\n' {
+			n--
+			if n == 0 {
+				return buf[i+1:], nil
+			}
+		}
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	return buf, nil
+}
