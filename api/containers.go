@@ -446,6 +446,9 @@ func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request, _ Identit
 // readTail returns the last n lines (all when n < 0) of at most max bytes
 // from the end of path.
 func readTail(path string, n int, max int64) ([]byte, error) {
+	if n == 0 {
+		return nil, nil
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -477,9 +480,6 @@ func readTail(path string, n int, max int64) ([]byte, error) {
 				return buf[i+1:], nil
 			}
 		}
-	}
-	if n == 0 {
-		return nil, nil
 	}
 	return buf, nil
 }

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -94,6 +93,7 @@ type KeyStore struct {
 
 	mu    sync.Mutex
 	keys  map[string]Key
+	order []string // ids in file order: creation order
 	stamp fileStamp
 }
 
@@ -115,7 +115,7 @@ func (s *KeyStore) Path() string { return s.path }
 func (s *KeyStore) load() error {
 	fi, err := os.Stat(s.path)
 	if errors.Is(err, os.ErrNotExist) {
-		s.keys, s.stamp = map[string]Key{}, fileStamp{}
+		s.keys, s.order, s.stamp = map[string]Key{}, nil, fileStamp{}
 		return nil
 	}
 	if err != nil {
@@ -130,10 +130,14 @@ func (s *KeyStore) load() error {
 		return err
 	}
 	keys := make(map[string]Key, len(kf.Keys))
+	order := make([]string, 0, len(kf.Keys))
 	for _, k := range kf.Keys {
+		if _, dup := keys[k.ID]; !dup {
+			order = append(order, k.ID)
+		}
 		keys[k.ID] = k
 	}
-	s.keys, s.stamp = keys, st
+	s.keys, s.order, s.stamp = keys, order, st
 	return nil
 }
 
@@ -267,23 +271,17 @@ func (s *KeyStore) Create(opts CreateOptions) (Key, string, error) {
 	return k, secret, nil
 }
 
-// List returns every key, oldest first.
+// List returns every key in the order they were created.
 func (s *KeyStore) List() ([]Key, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.load(); err != nil {
 		return nil, err
 	}
-	out := make([]Key, 0, len(s.keys))
-	for _, k := range s.keys {
-		out = append(out, k)
+	out := make([]Key, 0, len(s.order))
+	for _, id := range s.order {
+		out = append(out, s.keys[id])
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].Created.Equal(out[j].Created) {
-			return out[i].Created.Before(out[j].Created)
-		}
-		return out[i].ID < out[j].ID
-	})
 	return out, nil
 }
 

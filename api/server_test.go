@@ -1,0 +1,170 @@
+package api
+
+import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// testServer is a server without containerd: enough for everything that
+// is decided before containerd is asked (auth, scopes, limits, decoding).
+func testServer(t *testing.T, limits Limits) (*Server, *KeyStore) {
+	t.Helper()
+	dir := t.TempDir()
+	rc := filepath.Join(dir, "runtime.toml")
+	if err := os.WriteFile(rc, []byte("profile = \"balanced\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ParseConfig([]byte(`runtime_config = "`+rc+`"
+keys = "`+filepath.Join(dir, "keys.json")+`"
+`), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if limits.Rate != 0 {
+		cfg.Limits.Rate, cfg.Limits.Burst = limits.Rate, limits.Burst
+	}
+	if limits.MaxBodyBytes != 0 {
+		cfg.Limits.MaxBodyBytes = limits.MaxBodyBytes
+	}
+	s, err := New(cfg, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, s.Keys()
+}
+
+func do(t *testing.T, h http.Handler, method, path, secret, body string) (*httptest.ResponseRecorder, errorBody) {
+	t.Helper()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	if secret != "" {
+		req.Header.Set("Authorization", "Bearer "+secret)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	var eb errorBody
+	if rec.Code >= 400 {
+		if err := json.Unmarshal(rec.Body.Bytes(), &eb); err != nil {
+			t.Fatalf("%s %s: status %d with a body that is not a JSON error: %q", method, path, rec.Code, rec.Body.String())
+		}
+	}
+	return rec, eb
+}
+
+func TestAuth(t *testing.T) {
+	s, ks := testServer(t, Limits{})
+	h := s.Handler()
+	_, read, _ := ks.Create(CreateOptions{Scopes: []string{ScopeRead}})
+	_, run, _ := ks.Create(CreateOptions{Scopes: []string{ScopeRun}})
+	revokedKey, revoked, _ := ks.Create(CreateOptions{Scopes: []string{ScopeAdmin}})
+	if err := ks.Revoke(revokedKey.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, expired, _ := ks.Create(CreateOptions{Scopes: []string{ScopeAdmin}, TTL: time.Nanosecond})
+
+	for _, c := range []struct {
+		name, method, path, secret, body string
+		status                           int
+		code                             string
+	}{
+		{"no credentials", "GET", "/api/v1/containers", "", "", 401, CodeUnauthenticated},
+		{"garbage", "GET", "/api/v1/containers", "nope", "", 401, CodeUnauthenticated},
+		{"revoked", "GET", "/api/v1/containers", revoked, "", 401, CodeUnauthenticated},
+		{"expired", "GET", "/api/v1/containers", expired, "", 401, CodeUnauthenticated},
+		{"read cannot run", "POST", "/api/v1/containers", read, `{"image":"x"}`, 403, CodeForbidden},
+		{"read cannot stop", "POST", "/api/v1/containers/a/stop", read, ``, 403, CodeForbidden},
+		{"read cannot delete", "DELETE", "/api/v1/containers/a", read, ``, 403, CodeForbidden},
+		{"malformed", "POST", "/api/v1/containers", run, `{"image":`, 400, CodeMalformed},
+		{"two objects", "POST", "/api/v1/containers", run, `{"image":"a"}{"image":"b"}`, 400, CodeMalformed},
+		{"raw spec field", "POST", "/api/v1/containers", run, `{"image":"a","privileged":true}`, 400, CodeMalformed},
+		{"mounts", "POST", "/api/v1/containers", run, `{"image":"a","mounts":[{"source":"/"}]}`, 400, CodeMalformed},
+		{"no image", "POST", "/api/v1/containers", run, `{}`, 400, CodeInvalidArgument},
+		{"bad name", "POST", "/api/v1/containers", run, `{"image":"a","name":"../x"}`, 400, CodeInvalidArgument},
+		{"bad env", "POST", "/api/v1/containers", run, `{"image":"a","env":["=x"]}`, 400, CodeInvalidArgument},
+		{"profile path", "POST", "/api/v1/containers", run, `{"image":"a","profile":"/etc/passwd"}`, 400, CodeInvalidArgument},
+		{"profile not offered", "POST", "/api/v1/containers", run, `{"image":"a","profile":"dev"}`, 403, CodeRefused},
+		{"oversize", "POST", "/api/v1/containers", run, `{"image":"` + strings.Repeat("a", 70<<10) + `"}`, 413, CodeBodyTooLarge},
+		{"unknown route", "GET", "/api/v1/nope", run, "", 404, CodeNotFound},
+		{"bad severity", "GET", "/api/v1/events?severity=huge", read, "", 400, CodeInvalidArgument},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rec, eb := do(t, h, c.method, c.path, c.secret, c.body)
+			if rec.Code != c.status || eb.Error.Code != c.code {
+				t.Errorf("%s %s: %d %q (%s), want %d %q", c.method, c.path, rec.Code, eb.Error.Code, eb.Error.Message, c.status, c.code)
+			}
+		})
+	}
+	// Unauthenticated routes.
+	if rec, _ := do(t, h, "GET", "/healthz", "", ""); rec.Code != 200 {
+		t.Errorf("/healthz: %d", rec.Code)
+	}
+	rec, _ := do(t, h, "GET", "/metrics", "", "")
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `vordr_api_auth_failures_total{reason="revoked"} 1`) {
+		t.Errorf("/metrics: %d\n%s", rec.Code, rec.Body.String())
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	s, ks := testServer(t, Limits{Rate: 0.01, Burst: 2})
+	h := s.Handler()
+	_, a, _ := ks.Create(CreateOptions{Scopes: []string{ScopeRun}})
+	_, b, _ := ks.Create(CreateOptions{Scopes: []string{ScopeRun}})
+	for range 2 {
+		if rec, _ := do(t, h, "POST", "/api/v1/containers", a, `{`); rec.Code != 400 {
+			t.Fatalf("within the burst: %d", rec.Code)
+		}
+	}
+	rec, eb := do(t, h, "POST", "/api/v1/containers", a, `{`)
+	if rec.Code != 429 || eb.Error.Code != CodeRateLimited {
+		t.Fatalf("over the limit: %d %+v", rec.Code, eb)
+	}
+	if ra := rec.Header().Get("Retry-After"); ra != "100" {
+		t.Errorf("Retry-After %q, want 100 (one token at 0.01/s)", ra)
+	}
+	if rec, _ := do(t, h, "POST", "/api/v1/containers", b, `{`); rec.Code != 400 {
+		t.Errorf("another key was limited: %d", rec.Code)
+	}
+	// Failed authentication does not spend a key's tokens.
+	if rec, _ := do(t, h, "GET", "/api/v1/containers", "", ""); rec.Code != 401 {
+		t.Errorf("no credentials: %d", rec.Code)
+	}
+}
+
+func TestParseConfig(t *testing.T) {
+	c, err := ParseConfig(nil, "empty")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Socket != DefaultSocket || c.Namespace != DefaultNamespace || c.Limits.MaxBodyBytes != DefaultMaxBodyBytes || c.Limits.Rate != DefaultRate {
+		t.Errorf("defaults: %+v", c)
+	}
+	for _, bad := range []string{
+		`sockett = "/x"`,
+		"[tcp]\naddress = \":8443\"\n",
+		"[limits]\nstop_timeout = \"soon\"\n",
+	} {
+		if _, err := ParseConfig([]byte(bad), "bad"); err == nil {
+			t.Errorf("ParseConfig(%q) accepted", bad)
+		}
+	}
+}
+
+func TestReadTail(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "log")
+	if err := os.WriteFile(p, []byte("a\nb\nc\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for n, want := range map[int]string{-1: "a\nb\nc\n", 0: "", 1: "c\n", 2: "b\nc\n", 5: "a\nb\nc\n"} {
+		got, err := readTail(p, n, 1<<20)
+		if err != nil || string(got) != want {
+			t.Errorf("tail %d = %q, %v; want %q", n, got, err, want)
+		}
+	}
+}
