@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/containerd/errdefs"
 )
@@ -60,16 +61,19 @@ func fromErr(err error) *Error {
 	if errors.As(err, &ae) {
 		return ae
 	}
-	e := &Error{Message: err.Error(), Err: err}
+	e := &Error{Message: cleanMessage(err.Error()), Err: err}
 	switch {
+	// A refusal first: the gate's error wraps its cause (e.g. the image's
+	// missing evidence, a NotFound) under PermissionDenied, and the caller
+	// must learn that it was refused, not that something was missing.
+	case errdefs.IsPermissionDenied(err), errdefs.IsFailedPrecondition(err):
+		e.Status, e.Code = http.StatusForbidden, CodeRefused
 	case errdefs.IsNotFound(err):
 		e.Status, e.Code = http.StatusNotFound, CodeNotFound
 	case errdefs.IsAlreadyExists(err):
 		e.Status, e.Code = http.StatusConflict, CodeAlreadyExists
 	case errdefs.IsInvalidArgument(err):
 		e.Status, e.Code = http.StatusBadRequest, CodeInvalidArgument
-	case errdefs.IsPermissionDenied(err), errdefs.IsFailedPrecondition(err):
-		e.Status, e.Code = http.StatusForbidden, CodeRefused
 	case errdefs.IsConflict(err):
 		e.Status, e.Code = http.StatusConflict, CodeConflict
 	case errdefs.IsUnavailable(err):
@@ -82,6 +86,21 @@ func fromErr(err error) *Error {
 		e.Status, e.Code = http.StatusInternalServerError, CodeInternal
 	}
 	return e
+}
+
+// cleanMessage drops the lines gRPC appends for each wrapped error class
+// ("permission denied" once per hop): the first line says it all.
+func cleanMessage(msg string) string {
+	first, rest, ok := strings.Cut(msg, "\n")
+	if !ok {
+		return msg
+	}
+	for _, l := range strings.Split(rest, "\n") {
+		if len(l) > 40 {
+			return msg
+		}
+	}
+	return first
 }
 
 func writeError(w http.ResponseWriter, e *Error) {
