@@ -287,6 +287,11 @@ func TestServe(t *testing.T) {
 		if c.Verification == nil || c.Verification.Decision != "verified" || c.Verification.Policy != "strict" {
 			t.Errorf("verification %+v", c.Verification)
 		}
+		// The name is taken until the container is deleted.
+		r = srv.run(runKey, api.RunRequest{Image: signedRef, Name: id, Args: []string{"true"}})
+		if code, _ := r.errCode(); r.status != http.StatusConflict || code != api.CodeAlreadyExists {
+			t.Errorf("second run with the same name: %d %s", r.status, r.body)
+		}
 		if r := srv.do("GET", "/api/v1/containers/"+id+"/logs", readKey, nil); r.status != 200 || string(r.body) != "serve-signed\nhello\n" {
 			t.Errorf("logs: %d %q", r.status, r.body)
 		}
@@ -331,6 +336,27 @@ func TestServe(t *testing.T) {
 		r = srv.run(runKey, api.RunRequest{Image: "docker.io/vordr/none:0", Name: id})
 		if code, _ := r.errCode(); r.status != http.StatusNotFound || code != api.CodeNotFound {
 			t.Errorf("missing image: %d %s", r.status, r.body)
+		}
+	})
+
+	t.Run("containers not made through the API are out of reach", func(t *testing.T) {
+		id := uniqueID(t)
+		e.newImageContainer(id, signedRef, nil, "true") // deleted by the test's cleanup
+		for _, c := range []struct{ method, path, key string }{
+			{"GET", "/api/v1/containers/" + id, readKey},
+			{"POST", "/api/v1/containers/" + id + "/stop", runKey},
+			{"DELETE", "/api/v1/containers/" + id + "?force=1", runKey},
+			{"GET", "/api/v1/events?container=" + id, readKey},
+		} {
+			if r := srv.do(c.method, c.path, c.key, nil); r.status != http.StatusNotFound {
+				t.Errorf("%s %s: %d %s", c.method, c.path, r.status, r.body)
+			}
+		}
+		if r := srv.do("GET", "/api/v1/containers", readKey, nil); strings.Contains(string(r.body), id) {
+			t.Errorf("list shows a container made outside the API: %s", r.body)
+		}
+		if _, err := e.c.LoadContainer(e.ctx, id); err != nil {
+			t.Errorf("the container made outside the API is gone: %v", err)
 		}
 	})
 
