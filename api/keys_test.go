@@ -38,7 +38,11 @@ func TestKeyStore(t *testing.T) {
 	if err != nil || id.KeyID != k.ID || id.Name != "ci" {
 		t.Fatalf("Authenticate = %+v, %v", id, err)
 	}
-	for _, bad := range []string{"", "vordr_", secret + "x", secret[:len(secret)-1] + "0", "Bearer " + secret,
+	flipped := secret[:len(secret)-1] + "0"
+	if secret[len(secret)-1] == '0' {
+		flipped = secret[:len(secret)-1] + "1"
+	}
+	for _, bad := range []string{"", "vordr_", secret + "x", flipped, "Bearer " + secret,
 		"vordr_0123456789abcdef_" + strings.Repeat("a", 64)} {
 		if _, err := ks.Authenticate(bad); err == nil {
 			t.Errorf("Authenticate(%q) accepted", bad)
