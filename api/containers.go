@@ -181,33 +181,51 @@ func (s *Server) view(ctx context.Context, rc *config.Config, c containers.Conta
 	return v
 }
 
-func (s *Server) listContainers(w http.ResponseWriter, r *http.Request, _ Identity) error {
-	ctx := r.Context()
+// containerList is every container the API made, with vordr's view.
+func (s *Server) containerList(ctx context.Context) ([]Container, error) {
+	ctx = s.ns(ctx)
 	recs, err := s.client.ContainerService().List(ctx, ownerFilter())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	rc, _ := s.cfg.runtimeConfig()
 	out := make([]Container, 0, len(recs))
 	for _, c := range recs {
 		out = append(out, s.view(ctx, rc, c))
 	}
+	return out, nil
+}
+
+// inspect is one container the API made, with vordr's view.
+func (s *Server) inspect(ctx context.Context, id string) (Container, error) {
+	ctx = s.ns(ctx)
+	ctr, err := s.load(ctx, id)
+	if err != nil {
+		return Container{}, err
+	}
+	info, err := ctr.Info(ctx)
+	if err != nil {
+		return Container{}, err
+	}
+	rc, _ := s.cfg.runtimeConfig()
+	return s.view(ctx, rc, info), nil
+}
+
+func (s *Server) listContainers(w http.ResponseWriter, r *http.Request, _ Identity) error {
+	out, err := s.containerList(r.Context())
+	if err != nil {
+		return err
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"containers": out})
 	return nil
 }
 
 func (s *Server) getContainer(w http.ResponseWriter, r *http.Request, _ Identity) error {
-	ctx := r.Context()
-	ctr, err := s.load(ctx, r.PathValue("id"))
+	v, err := s.inspect(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	info, err := ctr.Info(ctx)
-	if err != nil {
-		return err
-	}
-	rc, _ := s.cfg.runtimeConfig()
-	writeJSON(w, http.StatusOK, s.view(ctx, rc, info))
+	writeJSON(w, http.StatusOK, v)
 	return nil
 }
 
@@ -235,10 +253,23 @@ func (s *Server) runContainer(w http.ResponseWriter, r *http.Request, id Identit
 	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
-	if err := req.validate(); err != nil {
+	v, err := s.run(r.Context(), id, req)
+	if err != nil {
 		return err
 	}
-	ctx := r.Context()
+	w.Header().Set("Location", "/api/v1/containers/"+v.ID)
+	writeJSON(w, http.StatusCreated, v)
+	return nil
+}
+
+// run creates and starts a container under io.containerd.vordr.v1 for
+// identity id. The shim's gate and the operator's profile decide whether
+// it runs; a container that does not start is removed again.
+func (s *Server) run(ctx context.Context, id Identity, req RunRequest) (Container, error) {
+	if err := req.validate(); err != nil {
+		return Container{}, err
+	}
+	ctx = s.ns(ctx)
 	ann := map[string]string{}
 	if req.Profile != "" {
 		ann[config.AnnotationProfile] = req.Profile
@@ -250,26 +281,26 @@ func (s *Server) runContainer(w http.ResponseWriter, r *http.Request, id Identit
 	// the caller the operator's rules before anything is created.
 	rc, err := s.cfg.runtimeConfig()
 	if err != nil {
-		return fmt.Errorf("the operator's runtime config: %w", err)
+		return Container{}, fmt.Errorf("the operator's runtime config: %w", err)
 	}
 	if _, err := rc.Select(ann); err != nil {
 		if errors.Is(err, config.ErrAnnotationRefused) {
-			return &Error{Status: http.StatusForbidden, Code: CodeRefused, Message: strings.ReplaceAll(err.Error(), "annotation ", "request field profile/policy, annotation "), Err: err}
+			return Container{}, &Error{Status: http.StatusForbidden, Code: CodeRefused, Message: strings.ReplaceAll(err.Error(), "annotation ", "request field profile/policy, annotation "), Err: err}
 		}
-		return err
+		return Container{}, err
 	}
 	img, err := s.client.GetImage(ctx, req.Image)
 	if err != nil {
 		if errdefs.IsNotFound(err) {
-			return apiError(http.StatusNotFound, CodeNotFound, fmt.Sprintf("image %q is not in containerd's namespace %q; the operator imports images (vordr import); GET /api/v1/images lists them", req.Image, s.cfg.Namespace))
+			return Container{}, apiError(http.StatusNotFound, CodeNotFound, fmt.Sprintf("image %q is not in containerd's namespace %q; the operator imports images (vordr import); GET /api/v1/images lists them", req.Image, s.cfg.Namespace))
 		}
-		return err
+		return Container{}, err
 	}
 	if ok, err := img.IsUnpacked(ctx, s.cfg.Snapshotter); err != nil {
-		return err
+		return Container{}, err
 	} else if !ok {
 		if err := img.Unpack(ctx, s.cfg.Snapshotter); err != nil {
-			return fmt.Errorf("unpack %s: %w", req.Image, err)
+			return Container{}, fmt.Errorf("unpack %s: %w", req.Image, err)
 		}
 	}
 	name := req.Name
@@ -295,7 +326,7 @@ func (s *Server) runContainer(w http.ResponseWriter, r *http.Request, id Identit
 		containerd.WithContainerLabels(map[string]string{LabelOwner: id.KeyID}),
 	)
 	if err != nil {
-		return err
+		return Container{}, err
 	}
 	// Cleanup uses its own context: the request's may be what failed.
 	cleanup := func() {
@@ -312,32 +343,25 @@ func (s *Server) runContainer(w http.ResponseWriter, r *http.Request, id Identit
 	logPath := s.logPath(name)
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
 		cleanup()
-		return err
+		return Container{}, err
 	}
 	task, err := ctr.NewTask(ctx, cio.LogFile(logPath))
 	if err != nil {
 		cleanup()
-		return fmt.Errorf("create the task of %s: %w", name, err)
+		return Container{}, fmt.Errorf("create the task of %s: %w", name, err)
 	}
 	if err := task.Start(ctx); err != nil {
 		cleanup()
-		return fmt.Errorf("start %s: %w", name, err)
+		return Container{}, fmt.Errorf("start %s: %w", name, err)
 	}
 	info, err := ctr.Info(ctx)
 	if err != nil {
-		return err
+		return Container{}, err
 	}
-	w.Header().Set("Location", "/api/v1/containers/"+name)
-	writeJSON(w, http.StatusCreated, s.view(ctx, rc, info))
-	return nil
+	return s.view(ctx, rc, info), nil
 }
 
 func (s *Server) stopContainer(w http.ResponseWriter, r *http.Request, _ Identity) error {
-	ctx := r.Context()
-	ctr, err := s.load(ctx, r.PathValue("id"))
-	if err != nil {
-		return err
-	}
 	grace := s.cfg.Limits.StopGrace()
 	if t := r.URL.Query().Get("timeout"); t != "" {
 		n, err := strconv.Atoi(t)
@@ -346,57 +370,76 @@ func (s *Server) stopContainer(w http.ResponseWriter, r *http.Request, _ Identit
 		}
 		grace = time.Duration(n) * time.Second
 	}
+	v, err := s.stop(r.Context(), r.PathValue("id"), grace)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+// stop sends SIGTERM to the container's task and SIGKILL to all its
+// processes if it has not exited after grace.
+func (s *Server) stop(ctx context.Context, id string, grace time.Duration) (Container, error) {
+	ctx = s.ns(ctx)
+	ctr, err := s.load(ctx, id)
+	if err != nil {
+		return Container{}, err
+	}
 	task, err := ctr.Task(ctx, nil)
 	if err != nil {
 		if errdefs.IsNotFound(err) {
-			return apiError(http.StatusConflict, CodeConflict, "the container has no task to stop")
+			return Container{}, apiError(http.StatusConflict, CodeConflict, "the container has no task to stop")
 		}
-		return err
+		return Container{}, err
 	}
 	st, err := task.Status(ctx)
 	if err != nil {
-		return err
+		return Container{}, err
 	}
 	if st.Status != containerd.Stopped {
 		exited, err := task.Wait(ctx)
 		if err != nil {
-			return err
+			return Container{}, err
 		}
 		if err := task.Kill(ctx, syscall.SIGTERM); err != nil && !errdefs.IsNotFound(err) {
-			return err
+			return Container{}, err
 		}
 		select {
 		case <-exited:
 		case <-time.After(grace):
 			if err := task.Kill(ctx, syscall.SIGKILL, containerd.WithKillAll); err != nil && !errdefs.IsNotFound(err) {
-				return err
+				return Container{}, err
 			}
 			select {
 			case <-exited:
 			case <-ctx.Done():
-				return ctx.Err()
+				return Container{}, ctx.Err()
 			}
 		case <-ctx.Done():
-			return ctx.Err()
+			return Container{}, ctx.Err()
 		}
 	}
-	info, err := ctr.Info(ctx)
-	if err != nil {
-		return err
-	}
-	rc, _ := s.cfg.runtimeConfig()
-	writeJSON(w, http.StatusOK, s.view(ctx, rc, info))
-	return nil
+	return s.inspect(ctx, id)
 }
 
 func (s *Server) deleteContainer(w http.ResponseWriter, r *http.Request, _ Identity) error {
-	ctx := r.Context()
-	id := r.PathValue("id")
+	force := r.URL.Query().Get("force") == "1" || r.URL.Query().Get("force") == "true"
+	if err := s.remove(r.Context(), r.PathValue("id"), force); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// remove deletes a container, its task (killed only when force) and its
+// snapshot.
+func (s *Server) remove(ctx context.Context, id string, force bool) error {
+	ctx = s.ns(ctx)
 	ctr, err := s.load(ctx, id)
 	if err != nil {
 		return err
 	}
-	force := r.URL.Query().Get("force") == "1" || r.URL.Query().Get("force") == "true"
 	if task, err := ctr.Task(ctx, nil); err == nil {
 		st, err := task.Status(ctx)
 		if err != nil {
@@ -415,12 +458,11 @@ func (s *Server) deleteContainer(w http.ResponseWriter, r *http.Request, _ Ident
 		return err
 	}
 	os.Remove(s.logPath(id))
-	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
 func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request, _ Identity) error {
-	ctx := r.Context()
+	ctx := s.ns(r.Context())
 	id := r.PathValue("id")
 	if _, err := s.load(ctx, id); err != nil {
 		return err

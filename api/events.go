@@ -92,7 +92,7 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request, alertsOnly 
 			return apiError(http.StatusBadRequest, CodeInvalidArgument, "severity: "+err.Error())
 		}
 	}
-	ctx := r.Context()
+	ctx := s.ns(r.Context())
 	rc, err := s.cfg.runtimeConfig()
 	if err != nil {
 		return fmt.Errorf("the operator's runtime config: %w", err)
@@ -112,29 +112,42 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request, alertsOnly 
 	}
 	follow := q.Get("follow") == "1" || q.Get("follow") == "true"
 	if !follow {
-		list, err := ids()
+		out, err := s.readEvents(ctx, dir, f, ids)
 		if err != nil {
 			return err
-		}
-		out := []json.RawMessage{}
-		for _, cid := range list {
-			err := eventlog.Read(dir, s.cfg.Namespace, cid, func(line []byte) error {
-				if f.match(line) {
-					out = append(out, json.RawMessage(slices.Clone(line)))
-					if len(out) > maxEvents {
-						out = out[1:]
-					}
-				}
-				return nil
-			})
-			if err != nil {
-				return err
-			}
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"events": out})
 		return nil
 	}
 	return s.streamEvents(ctx, w, dir, f, one, ids)
+}
+
+// readEvents returns the matching lines of the event logs of ids(), at
+// most maxEvents, the newest.
+func (s *Server) readEvents(ctx context.Context, dir string, f eventFilter, ids func() ([]string, error)) ([]json.RawMessage, error) {
+	list, err := ids()
+	if err != nil {
+		return nil, err
+	}
+	out := []json.RawMessage{}
+	for _, cid := range list {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		err := eventlog.Read(dir, s.cfg.Namespace, cid, func(line []byte) error {
+			if f.match(line) {
+				out = append(out, json.RawMessage(slices.Clone(line)))
+				if len(out) > maxEvents {
+					out = out[1:]
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // ownedIDs lists the ids of the containers the API made.

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"sort"
 	"strings"
@@ -31,9 +32,19 @@ func splitList(s string) []string {
 }
 
 func (s *Server) listImages(w http.ResponseWriter, r *http.Request, _ Identity) error {
-	imgs, err := s.client.ImageService().List(r.Context())
+	rows, err := s.imageList(r.Context())
 	if err != nil {
 		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"images": rows})
+	return nil
+}
+
+// imageList is containerd's images with vordr's verification records.
+func (s *Server) imageList(ctx context.Context) ([]Image, error) {
+	imgs, err := s.client.ImageService().List(s.ns(ctx))
+	if err != nil {
+		return nil, err
 	}
 	sort.Slice(imgs, func(i, j int) bool { return imgs[i].Name < imgs[j].Name })
 	rows := make([]Image, 0, len(imgs))
@@ -66,6 +77,5 @@ func (s *Server) listImages(w http.ResponseWriter, r *http.Request, _ Identity) 
 			rows[i].State, rows[i].AliasOf = "verified (alias)", v
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"images": rows})
-	return nil
+	return rows, nil
 }

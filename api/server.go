@@ -99,6 +99,11 @@ func New(cfg *Config, client *containerd.Client, logger *slog.Logger) (*Server, 
 	return s, nil
 }
 
+// ns puts the server's containerd namespace on ctx.
+func (s *Server) ns(ctx context.Context) context.Context {
+	return namespaces.WithNamespace(ctx, s.cfg.Namespace)
+}
+
 // Handler is the API's HTTP handler.
 func (s *Server) Handler() http.Handler { return s.handler }
 
@@ -128,7 +133,7 @@ func (s *Server) route(mux *http.ServeMux, pattern, scope string, h handlerFunc)
 			if r.ContentLength > s.cfg.Limits.MaxBodyBytes {
 				err = tooLarge(s.cfg.Limits.MaxBodyBytes)
 			} else {
-				r = r.WithContext(namespaces.WithNamespace(r.Context(), s.cfg.Namespace))
+				r = r.WithContext(s.ns(r.Context()))
 				err = h(w, r, id)
 			}
 		}
