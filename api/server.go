@@ -19,6 +19,7 @@ import (
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -31,6 +32,8 @@ type Server struct {
 	limiter *Limiter
 	log     *slog.Logger
 	handler http.Handler
+
+	mcpServer *mcp.Server
 
 	reg      *prometheus.Registry
 	requests *prometheus.CounterVec
@@ -92,6 +95,17 @@ func New(cfg *Config, client *containerd.Client, logger *slog.Logger) (*Server, 
 	s.route(mux, "GET /api/v1/images", ScopeRead, s.listImages)
 	s.route(mux, "GET /api/v1/events", ScopeRead, s.events)
 	s.route(mux, "GET /api/v1/alerts", ScopeRead, s.alerts)
+	// MCP over streamable HTTP, behind the same keys, limits and body
+	// bound; each tool call checks its own scope. Stateless: no session
+	// state is kept between requests, so a key revoked mid-session stops
+	// at the next request.
+	mcpHandler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s.mcpServer },
+		&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true, Logger: logger})
+	s.mcpServer = s.NewMCP("")
+	s.routeAudit(mux, "/mcp", ScopeRead, false, func(w http.ResponseWriter, r *http.Request, _ Identity) error {
+		mcpHandler.ServeHTTP(w, r)
+		return nil
+	})
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apiError(http.StatusNotFound, CodeNotFound, fmt.Sprintf("no route %s %s; see docs/api.md for the routes", r.Method, r.URL.Path)))
 	})
@@ -115,9 +129,15 @@ func (s *Server) Registry() *prometheus.Registry { return s.reg }
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request, id Identity) error
 
-// route registers an authenticated route needing scope.
+// route registers an authenticated route needing scope; every route but
+// GET ones writes, and is audited.
 func (s *Server) route(mux *http.ServeMux, pattern, scope string, h handlerFunc) {
-	write := !strings.HasPrefix(pattern, "GET ")
+	s.routeAudit(mux, pattern, scope, !strings.HasPrefix(pattern, "GET "), h)
+}
+
+// routeAudit is route with the audit line chosen by write (MCP requests
+// are audited per tool call instead).
+func (s *Server) routeAudit(mux *http.ServeMux, pattern, scope string, write bool, h handlerFunc) {
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		id, err := s.authenticate(r, scope)
 		if err == nil {

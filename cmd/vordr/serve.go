@@ -35,7 +35,7 @@ See docs/api.md.`,
 	Flags: []cli.Flag{serveConfigFlag,
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "stderr log format: text or json"},
 	},
-	Subcommands: []*cli.Command{serveKeysCommand},
+	Subcommands: []*cli.Command{serveKeysCommand, serveMCPCommand},
 	Action: func(c *cli.Context) error {
 		if c.NArg() != 0 {
 			return cli.Exit("serve takes no arguments (subcommand: keys)", exitUsage)
@@ -69,6 +69,47 @@ See docs/api.md.`,
 			return cli.Exit(err.Error(), 1)
 		}
 		logger.Info("vordr serve stopped")
+		return nil
+	},
+}
+
+// apiKeyEnv carries the API key of an MCP stdio session: an environment
+// variable, not a flag, so it does not show in the process list.
+const apiKeyEnv = "VORDR_API_KEY"
+
+var serveMCPCommand = &cli.Command{
+	Name:  "mcp",
+	Usage: "serve the MCP tools over stdin/stdout (for an agent that starts this command); the API key comes from $" + apiKeyEnv,
+	Description: `Speaks the Model Context Protocol on stdin/stdout with the tools vordr_ps,
+vordr_inspect, vordr_run, vordr_stop, vordr_rm, vordr_images and vordr_events.
+The same tools are served over streamable HTTP at /mcp by 'vordr serve'. The
+session acts as the API key in $` + apiKeyEnv + ` (scopes, expiry, revocation and
+rate limit apply to every call). Logs go to stderr. See docs/api.md.`,
+	Flags: []cli.Flag{serveConfigFlag},
+	Action: func(c *cli.Context) error {
+		secret := os.Getenv(apiKeyEnv)
+		if secret == "" {
+			return cli.Exit("set "+apiKeyEnv+" to an API key (vordr serve keys create)", exitUsage)
+		}
+		cfg, err := api.LoadConfig(c.String("config"))
+		if err != nil {
+			return cli.Exit(err.Error(), exitUsage)
+		}
+		logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+		client, err := containerd.New(cfg.Containerd, containerd.WithTimeout(10*time.Second))
+		if err != nil {
+			return cli.Exit(fmt.Sprintf("connect to containerd at %s: %v; set containerd in %s", cfg.Containerd, err, cfg.Source), exitUsage)
+		}
+		defer client.Close()
+		srv, err := api.New(cfg, client, logger)
+		if err != nil {
+			return cli.Exit(err.Error(), exitUsage)
+		}
+		ctx, cancel := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+		defer cancel()
+		if err := srv.ServeMCPStdio(ctx, secret); err != nil {
+			return cli.Exit(err.Error(), 1)
+		}
 		return nil
 	},
 }
