@@ -75,6 +75,8 @@ state_dir = %q
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() {
+		stopStart := time.Now()
+		defer func() { t.Logf("vordr serve stopped in %v", time.Since(stopStart)) }()
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case err := <-exited:
