@@ -142,9 +142,56 @@ func (s *Server) load(ctx context.Context, id string) (containerd.Container, err
 	return s.client.LoadContainer(ctx, id)
 }
 
-func (s *Server) view(ctx context.Context, rc *config.Config, c containers.Container) Container {
+// loadForWrite is load for stop and delete: a key manages the containers
+// it made; an admin key manages every container of the API. One deployer
+// must not stop another's workloads.
+func (s *Server) loadForWrite(ctx context.Context, id string, who Identity) (containerd.Container, error) {
+	ctr, err := s.load(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if (&Key{Scopes: who.Scopes}).Allows(ScopeAdmin) {
+		return ctr, nil
+	}
+	labels, err := ctr.Labels(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if owner := labels[LabelOwner]; owner != who.KeyID {
+		return nil, apiError(http.StatusForbidden, CodeForbidden, fmt.Sprintf("container %s was made by key %s; only that key or an admin key may stop or delete it", id, owner))
+	}
+	return ctr, nil
+}
+
+// selector answers config.Select once per distinct profile/policy choice:
+// a list of many containers loads each profile and policy file once.
+type selector struct {
+	rc   *config.Config
+	memo map[[2]string]selection
+}
+
+type selection struct {
+	sel *config.Selection
+	err error
+}
+
+func newSelector(rc *config.Config) *selector {
+	return &selector{rc: rc, memo: map[[2]string]selection{}}
+}
+
+func (s *selector) Select(ann map[string]string) (*config.Selection, error) {
+	k := [2]string{ann[config.AnnotationProfile], ann[config.AnnotationPolicy]}
+	r, ok := s.memo[k]
+	if !ok {
+		r.sel, r.err = s.rc.Select(map[string]string{config.AnnotationProfile: k[0], config.AnnotationPolicy: k[1]})
+		s.memo[k] = r
+	}
+	return r.sel, r.err
+}
+
+func (s *Server) view(ctx context.Context, rc *selector, c containers.Container) Container {
 	v := Container{ID: c.ID, Image: c.Image, Runtime: c.Runtime.Name, Created: c.CreatedAt, Owner: c.Labels[LabelOwner], Status: "none"}
-	if rc != nil {
+	if rc != nil && rc.rc != nil {
 		// The spec is the OCI spec as JSON; only its annotations matter.
 		var sp struct {
 			Annotations map[string]string `json:"annotations"`
@@ -159,7 +206,11 @@ func (s *Server) view(ctx context.Context, rc *config.Config, c containers.Conta
 			v.SelectError = err.Error()
 		}
 	}
-	v.Verification = s.gateRecord(rc, c.ID)
+	var cfg *config.Config
+	if rc != nil {
+		cfg = rc.rc
+	}
+	v.Verification = s.gateRecord(cfg, c.ID)
 	ctr, err := s.client.LoadContainer(ctx, c.ID)
 	if err != nil {
 		return v
@@ -189,9 +240,10 @@ func (s *Server) containerList(ctx context.Context) ([]Container, error) {
 		return nil, err
 	}
 	rc, _ := s.cfg.runtimeConfig()
+	sel := newSelector(rc)
 	out := make([]Container, 0, len(recs))
 	for _, c := range recs {
-		out = append(out, s.view(ctx, rc, c))
+		out = append(out, s.view(ctx, sel, c))
 	}
 	return out, nil
 }
@@ -208,7 +260,7 @@ func (s *Server) inspect(ctx context.Context, id string) (Container, error) {
 		return Container{}, err
 	}
 	rc, _ := s.cfg.runtimeConfig()
-	return s.view(ctx, rc, info), nil
+	return s.view(ctx, newSelector(rc), info), nil
 }
 
 func (s *Server) listContainers(w http.ResponseWriter, r *http.Request, _ Identity) error {
@@ -358,10 +410,10 @@ func (s *Server) run(ctx context.Context, id Identity, req RunRequest) (Containe
 	if err != nil {
 		return Container{}, err
 	}
-	return s.view(ctx, rc, info), nil
+	return s.view(ctx, newSelector(rc), info), nil
 }
 
-func (s *Server) stopContainer(w http.ResponseWriter, r *http.Request, _ Identity) error {
+func (s *Server) stopContainer(w http.ResponseWriter, r *http.Request, who Identity) error {
 	grace := s.cfg.Limits.StopGrace()
 	if t := r.URL.Query().Get("timeout"); t != "" {
 		n, err := strconv.Atoi(t)
@@ -370,7 +422,7 @@ func (s *Server) stopContainer(w http.ResponseWriter, r *http.Request, _ Identit
 		}
 		grace = time.Duration(n) * time.Second
 	}
-	v, err := s.stop(r.Context(), r.PathValue("id"), grace)
+	v, err := s.stop(r.Context(), who, r.PathValue("id"), grace)
 	if err != nil {
 		return err
 	}
@@ -380,9 +432,9 @@ func (s *Server) stopContainer(w http.ResponseWriter, r *http.Request, _ Identit
 
 // stop sends SIGTERM to the container's task and SIGKILL to all its
 // processes if it has not exited after grace.
-func (s *Server) stop(ctx context.Context, id string, grace time.Duration) (Container, error) {
+func (s *Server) stop(ctx context.Context, who Identity, id string, grace time.Duration) (Container, error) {
 	ctx = s.ns(ctx)
-	ctr, err := s.load(ctx, id)
+	ctr, err := s.loadForWrite(ctx, id, who)
 	if err != nil {
 		return Container{}, err
 	}
@@ -423,9 +475,9 @@ func (s *Server) stop(ctx context.Context, id string, grace time.Duration) (Cont
 	return s.inspect(ctx, id)
 }
 
-func (s *Server) deleteContainer(w http.ResponseWriter, r *http.Request, _ Identity) error {
+func (s *Server) deleteContainer(w http.ResponseWriter, r *http.Request, who Identity) error {
 	force := r.URL.Query().Get("force") == "1" || r.URL.Query().Get("force") == "true"
-	if err := s.remove(r.Context(), r.PathValue("id"), force); err != nil {
+	if err := s.remove(r.Context(), who, r.PathValue("id"), force); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -433,10 +485,10 @@ func (s *Server) deleteContainer(w http.ResponseWriter, r *http.Request, _ Ident
 }
 
 // remove deletes a container, its task (killed only when force) and its
-// snapshot.
-func (s *Server) remove(ctx context.Context, id string, force bool) error {
+// snapshot, for who.
+func (s *Server) remove(ctx context.Context, who Identity, id string, force bool) error {
 	ctx = s.ns(ctx)
-	ctr, err := s.load(ctx, id)
+	ctr, err := s.loadForWrite(ctx, id, who)
 	if err != nil {
 		return err
 	}

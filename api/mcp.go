@@ -175,7 +175,7 @@ func (s *Server) NewMCP(stdioSecret string) *mcp.Server {
 			if in.TimeoutSeconds > 0 {
 				grace = time.Duration(in.TimeoutSeconds) * time.Second
 			}
-			v, err := s.stop(ctx, in.ID, grace)
+			v, err := s.stop(ctx, id, in.ID, grace)
 			if err != nil {
 				err = toolError(err)
 			}
@@ -186,7 +186,7 @@ func (s *Server) NewMCP(stdioSecret string) *mcp.Server {
 		func(ctx context.Context, req *mcp.CallToolRequest, in rmIn) (*mcp.CallToolResult, rmOut, error) {
 			id, err := a.identity(req, ScopeRun)
 			if err == nil {
-				if err = s.remove(ctx, in.ID, in.Force); err != nil {
+				if err = s.remove(ctx, id, in.ID, in.Force); err != nil {
 					err = toolError(err)
 				}
 			}

@@ -301,8 +301,17 @@ func TestServe(t *testing.T) {
 		if r.status != 200 || !strings.Contains(string(r.body), `"id": "`+id+`"`) {
 			t.Errorf("list: %d %s", r.status, r.body)
 		}
-		if r := srv.do("DELETE", "/api/v1/containers/"+id, runKey, nil); r.status != http.StatusNoContent {
-			t.Fatalf("delete: %d %s", r.status, r.body)
+		// Another run key may see the container but not stop or delete it;
+		// an admin key may.
+		_, otherKey := srv.key("run", "")
+		for _, m := range []struct{ method, path string }{{"POST", "/api/v1/containers/" + id + "/stop"}, {"DELETE", "/api/v1/containers/" + id}} {
+			if r := srv.do(m.method, m.path, otherKey, nil); r.status != http.StatusForbidden {
+				t.Errorf("%s by another run key: %d %s", m.method, r.status, r.body)
+			}
+		}
+		_, adminKey := srv.key("admin", "")
+		if r := srv.do("DELETE", "/api/v1/containers/"+id, adminKey, nil); r.status != http.StatusNoContent {
+			t.Fatalf("delete by an admin key: %d %s", r.status, r.body)
 		}
 		if _, err := e.c.LoadContainer(e.ctx, id); err == nil {
 			t.Error("the container is still in containerd after DELETE")
