@@ -15,13 +15,16 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/containerd/containerd/api/services/tasks/v1"
 	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
+	tasktypes "github.com/containerd/containerd/api/types/task"
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/identifiers"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 
 	"github.com/vordr-project/vordr/config"
 )
@@ -189,7 +192,8 @@ func (s *selector) Select(ann map[string]string) (*config.Selection, error) {
 	return r.sel, r.err
 }
 
-func (s *Server) view(ctx context.Context, rc *selector, c containers.Container) Container {
+// view is vordr's view of container c whose task is p (nil: none).
+func (s *Server) view(rc *selector, c containers.Container, p *tasktypes.Process) Container {
 	v := Container{ID: c.ID, Image: c.Image, Runtime: c.Runtime.Name, Created: c.CreatedAt, Owner: c.Labels[LabelOwner], Status: "none"}
 	if rc != nil && rc.rc != nil {
 		// The spec is the OCI spec as JSON; only its annotations matter.
@@ -211,25 +215,31 @@ func (s *Server) view(ctx context.Context, rc *selector, c containers.Container)
 		cfg = rc.rc
 	}
 	v.Verification = s.gateRecord(cfg, c.ID)
-	ctr, err := s.client.LoadContainer(ctx, c.ID)
-	if err != nil {
-		return v
-	}
-	task, err := ctr.Task(ctx, nil)
-	if err != nil {
-		return v
-	}
-	st, err := task.Status(ctx)
-	if err != nil {
-		v.Status = "unknown"
-		return v
-	}
-	v.Status, v.PID = string(st.Status), task.Pid()
-	if st.Status == containerd.Stopped {
-		code, at := st.ExitStatus, st.ExitTime
-		v.ExitCode, v.ExitedAt = &code, &at
+	if p != nil {
+		v.Status, v.PID = strings.ToLower(p.Status.String()), p.Pid
+		if p.Status == tasktypes.Status_STOPPED {
+			code := p.ExitStatus
+			v.ExitCode = &code
+			if p.ExitedAt != nil {
+				at := p.ExitedAt.AsTime()
+				v.ExitedAt = &at
+			}
+		}
 	}
 	return v
+}
+
+// taskOf is the task of container id as containerd records it, nil when
+// it has none: one request, where Container.Task + Status are two.
+func (s *Server) taskOf(ctx context.Context, id string) (*tasktypes.Process, error) {
+	resp, err := s.client.TaskService().Get(ctx, &tasks.GetRequest{ContainerID: id})
+	if err != nil {
+		if err = errgrpc.ToNative(err); errdefs.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return resp.Process, nil
 }
 
 // containerList is every container the API made, with vordr's view.
@@ -239,11 +249,20 @@ func (s *Server) containerList(ctx context.Context) ([]Container, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Every task in one request, not one or two per container.
+	resp, err := s.client.TaskService().List(ctx, &tasks.ListTasksRequest{})
+	if err != nil {
+		return nil, errgrpc.ToNative(err)
+	}
+	procs := make(map[string]*tasktypes.Process, len(resp.Tasks))
+	for _, p := range resp.Tasks {
+		procs[p.ContainerID] = p
+	}
 	rc, _ := s.cfg.runtimeConfig()
 	sel := newSelector(rc)
 	out := make([]Container, 0, len(recs))
 	for _, c := range recs {
-		out = append(out, s.view(ctx, sel, c))
+		out = append(out, s.view(sel, c, procs[c.ID]))
 	}
 	return out, nil
 }
@@ -259,8 +278,12 @@ func (s *Server) inspect(ctx context.Context, id string) (Container, error) {
 	if err != nil {
 		return Container{}, err
 	}
+	p, err := s.taskOf(ctx, id)
+	if err != nil {
+		return Container{}, err
+	}
 	rc, _ := s.cfg.runtimeConfig()
-	return s.view(ctx, newSelector(rc), info), nil
+	return s.view(newSelector(rc), info, p), nil
 }
 
 func (s *Server) listContainers(w http.ResponseWriter, r *http.Request, _ Identity) error {
@@ -406,11 +429,7 @@ func (s *Server) run(ctx context.Context, id Identity, req RunRequest) (Containe
 		cleanup()
 		return Container{}, fmt.Errorf("start %s: %w", name, err)
 	}
-	info, err := ctr.Info(ctx)
-	if err != nil {
-		return Container{}, err
-	}
-	return s.view(ctx, newSelector(rc), info), nil
+	return s.inspect(ctx, name)
 }
 
 func (s *Server) stopContainer(w http.ResponseWriter, r *http.Request, who Identity) error {
