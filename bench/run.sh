@@ -12,6 +12,8 @@ echo "== idle: shim wake-ups and CPU per idle container, vordr vs runc.v2"
 go run ./bench/idle -shim-dir bin
 echo "== exec appraisal: strict with a verified image vs runc.v2 (exec storm, first exec, open storm)"
 go run ./bench/appraisal -runs "${RUNS_APPRAISAL:-5}" -shim-dir bin -json bench/results/appraisal.json
+echo "== vordr serve: GET /api/v1/containers with 100 containers; run through the API vs ctr run --rm"
+go run ./bench/serve -runs "${RUNS_SERVE:-20}" -shim-dir bin -json bench/results/serve.json
 for s in bench/*.sh; do
 	[ "$s" = bench/run.sh ] && continue
 	[ -x "$s" ] || continue
