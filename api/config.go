@@ -24,6 +24,7 @@ const (
 	DefaultRate         = 10
 	DefaultBurst        = 20
 	DefaultMaxBodyBytes = 64 << 10
+	DefaultMaxStreams   = 8
 	// Runtime is the only runtime the API creates containers with.
 	Runtime = "io.containerd.vordr.v1"
 )
@@ -75,6 +76,8 @@ type Limits struct {
 	MaxBodyBytes int64 `toml:"max_body_bytes"`
 	// StopTimeout is how long stop waits after SIGTERM before SIGKILL.
 	StopTimeout string `toml:"stop_timeout"`
+	// MaxStreams bounds the event streams (follow=1) one key holds open.
+	MaxStreams int `toml:"max_streams"`
 }
 
 // StopGrace returns the parsed stop timeout.
@@ -115,6 +118,9 @@ func ParseConfig(data []byte, source string) (*Config, error) {
 	}
 	if c.Limits.Burst == 0 {
 		c.Limits.Burst = DefaultBurst
+	}
+	if c.Limits.MaxStreams <= 0 {
+		c.Limits.MaxStreams = DefaultMaxStreams
 	}
 	if c.Limits.MaxBodyBytes <= 0 {
 		c.Limits.MaxBodyBytes = DefaultMaxBodyBytes

@@ -108,6 +108,9 @@ func writeError(w http.ResponseWriter, e *Error) {
 	b.Error.Code, b.Error.Message = e.Code, e.Message
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if e.Status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="vordr"`)
+	}
 	w.WriteHeader(e.Status)
 	_ = json.NewEncoder(w).Encode(b)
 }

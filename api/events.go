@@ -74,18 +74,29 @@ func (f eventFilter) match(line []byte) bool {
 }
 
 func (s *Server) events(w http.ResponseWriter, r *http.Request, id Identity) error {
-	return s.serveEvents(w, r, false)
+	return s.serveEvents(w, r, id, false)
 }
 
 func (s *Server) alerts(w http.ResponseWriter, r *http.Request, id Identity) error {
-	return s.serveEvents(w, r, true)
+	return s.serveEvents(w, r, id, true)
 }
 
 // serveEvents answers /events and /alerts: the event logs of the API's
 // containers, filtered by ?container=, ?severity= (alerts at or above it),
 // ?kind=; with ?follow=1 as server-sent events until the client goes.
-func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request, alertsOnly bool) error {
+func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request, id Identity, alertsOnly bool) error {
 	q := r.URL.Query()
+	follow := q.Get("follow") == "1" || q.Get("follow") == "true"
+	if follow {
+		// A stream holds goroutines and a connection for as long as the
+		// client wants: bounded per key, as requests are by the limiter.
+		release, ok := s.openStream(id.KeyID)
+		if !ok {
+			w.Header().Set("Retry-After", "10")
+			return apiError(http.StatusTooManyRequests, CodeRateLimited, fmt.Sprintf("key %s already holds %d event streams (limits.max_streams); close one", id.KeyID, s.cfg.Limits.MaxStreams))
+		}
+		defer release()
+	}
 	f := eventFilter{alertsOnly: alertsOnly, kind: q.Get("kind")}
 	if sev := q.Get("severity"); sev != "" {
 		if err := f.minSeverity.UnmarshalText([]byte(sev)); err != nil {
@@ -110,7 +121,6 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request, alertsOnly 
 			return err
 		}
 	}
-	follow := q.Get("follow") == "1" || q.Get("follow") == "true"
 	if !follow {
 		out, err := s.readEvents(ctx, dir, f, ids)
 		if err != nil {
@@ -148,6 +158,23 @@ func (s *Server) readEvents(ctx context.Context, dir string, f eventFilter, ids 
 		}
 	}
 	return out, nil
+}
+
+// openStream counts an event stream of key; release ends it.
+func (s *Server) openStream(key string) (release func(), ok bool) {
+	s.streamsMu.Lock()
+	defer s.streamsMu.Unlock()
+	if s.streams[key] >= s.cfg.Limits.MaxStreams {
+		return nil, false
+	}
+	s.streams[key]++
+	return func() {
+		s.streamsMu.Lock()
+		defer s.streamsMu.Unlock()
+		if s.streams[key]--; s.streams[key] == 0 {
+			delete(s.streams, key)
+		}
+	}, true
 }
 
 // ownedIDs lists the ids of the containers the API made.

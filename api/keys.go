@@ -306,6 +306,15 @@ func (s *KeyStore) Revoke(id string) error {
 func (s *KeyStore) update(f func(*keyFile) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	dir := filepath.Dir(s.path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("API key file: %w", err)
+	}
+	unlock, err := lockKeys(s.path)
+	if err != nil {
+		return fmt.Errorf("API key file lock: %w", err)
+	}
+	defer unlock()
 	kf := &keyFile{}
 	if _, err := os.Lstat(s.path); err == nil {
 		if kf, err = readKeyFile(s.path); err != nil {
@@ -318,10 +327,6 @@ func (s *KeyStore) update(f func(*keyFile) error) error {
 	data, err := json.MarshalIndent(kf, "", "  ")
 	if err != nil {
 		return err
-	}
-	dir := filepath.Dir(s.path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("API key file: %w", err)
 	}
 	tmp, err := os.CreateTemp(dir, ".keys-*")
 	if err != nil {

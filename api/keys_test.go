@@ -121,3 +121,26 @@ func TestScopes(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyStoreConcurrentCreate: keys created at once by separate stores
+// (separate `vordr serve keys create` processes) are all kept.
+func TestKeyStoreConcurrentCreate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys.json")
+	const n = 16
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			_, _, err := OpenKeyStore(path).Create(CreateOptions{Scopes: []string{ScopeRead}})
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys, err := OpenKeyStore(path).List()
+	if err != nil || len(keys) != n {
+		t.Fatalf("%d keys after %d concurrent creates (%v)", len(keys), n, err)
+	}
+}

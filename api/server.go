@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
@@ -35,6 +36,9 @@ type Server struct {
 
 	mcpServer *mcp.Server
 
+	streamsMu sync.Mutex
+	streams   map[string]int // open event streams per key
+
 	reg      *prometheus.Registry
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
@@ -54,6 +58,7 @@ func New(cfg *Config, client *containerd.Client, logger *slog.Logger) (*Server, 
 		limiter: NewLimiter(cfg.Limits.Rate, cfg.Limits.Burst),
 		log:     logger,
 		reg:     prometheus.NewRegistry(),
+		streams: map[string]int{},
 	}
 	// The key file is checked now, so a bad one fails at start and not at
 	// the first request.
@@ -127,6 +132,9 @@ func (s *Server) Keys() *KeyStore { return s.keys }
 // Registry holds the server's metrics.
 func (s *Server) Registry() *prometheus.Registry { return s.reg }
 
+// bodyReadTimeout bounds reading a write request's body.
+const bodyReadTimeout = 30 * time.Second
+
 type handlerFunc func(w http.ResponseWriter, r *http.Request, id Identity) error
 
 // route registers an authenticated route needing scope; every route but
@@ -149,6 +157,12 @@ func (s *Server) routeAudit(mux *http.ServeMux, pattern, scope string, write boo
 			}
 		}
 		if err == nil {
+			if r.Method != http.MethodGet {
+				// A body must arrive in reasonable time (a slow sender
+				// would hold a connection); event streams, GETs, are not
+				// bounded.
+				_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
+			}
 			r.Body = http.MaxBytesReader(w, r.Body, s.cfg.Limits.MaxBodyBytes)
 			if r.ContentLength > s.cfg.Limits.MaxBodyBytes {
 				err = tooLarge(s.cfg.Limits.MaxBodyBytes)

@@ -99,6 +99,9 @@ func TestAuth(t *testing.T) {
 			if rec.Code != c.status || eb.Error.Code != c.code {
 				t.Errorf("%s %s: %d %q (%s), want %d %q", c.method, c.path, rec.Code, eb.Error.Code, eb.Error.Message, c.status, c.code)
 			}
+			if (rec.Code == 401) != (rec.Header().Get("WWW-Authenticate") != "") {
+				t.Errorf("%d with WWW-Authenticate %q", rec.Code, rec.Header().Get("WWW-Authenticate"))
+			}
 		})
 	}
 	// Unauthenticated routes.
@@ -166,5 +169,22 @@ func TestReadTail(t *testing.T) {
 		if err != nil || string(got) != want {
 			t.Errorf("tail %d = %q, %v; want %q", n, got, err, want)
 		}
+	}
+}
+
+func TestStreamBound(t *testing.T) {
+	s, _ := testServer(t, Limits{})
+	s.cfg.Limits.MaxStreams = 2
+	r1, ok1 := s.openStream("a")
+	_, ok2 := s.openStream("a")
+	if _, ok3 := s.openStream("a"); !ok1 || !ok2 || ok3 {
+		t.Fatalf("streams of one key: %v %v %v, want true true false", ok1, ok2, ok3)
+	}
+	if _, ok := s.openStream("b"); !ok {
+		t.Error("another key was bounded by a's streams")
+	}
+	r1()
+	if _, ok := s.openStream("a"); !ok {
+		t.Error("a released stream was not given back")
 	}
 }

@@ -73,18 +73,16 @@ func callTool(t *testing.T, ctx context.Context, cs *mcp.ClientSession, name str
 
 // mcpRunVerified runs a verified image through a session, waits for its
 // exit through vordr_inspect and removes it.
-func mcpRunVerified(t *testing.T, ctx context.Context, cs *mcp.ClientSession, ref string) {
+func mcpRunVerified(t *testing.T, ctx context.Context, srv *serveEnv, adminKey string, cs *mcp.ClientSession, ref string) {
 	t.Helper()
 	id := uniqueID(t)
+	// Removed through REST, which outlives the session, if the test fails
+	// before vordr_rm.
+	srv.deleteAfter(adminKey, id)
 	var c api.Container
 	if msg := callTool(t, ctx, cs, "vordr_run", map[string]any{"image": ref, "name": id, "args": []string{"sh", "-c", "exit 7"}}, &c); msg != "" {
 		t.Fatalf("vordr_run: %s", msg)
 	}
-	t.Cleanup(func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_, _ = cs.CallTool(cctx, &mcp.CallToolParams{Name: "vordr_rm", Arguments: map[string]any{"id": id, "force": true}})
-	})
 	if c.ID != id || c.Runtime != vordrRuntime {
 		t.Errorf("vordr_run result %+v", c)
 	}
@@ -122,6 +120,7 @@ func TestServeMCP(t *testing.T) {
 	srv := startServe(t, shared, "")
 	_, runKey := srv.key("run", "")
 	_, readKey := srv.key("read", "")
+	_, adminKey := srv.key("admin", "")
 	suffix := strconv.Itoa(os.Getpid())
 	signedRef := "docker.io/vordr/mcp-signed:" + suffix
 	importSigned(t, e, signedRef, "mcp-signed")
@@ -153,7 +152,7 @@ func TestServeMCP(t *testing.T) {
 		if msg := callTool(t, ctx, cs, "vordr_images", nil, &imgs); msg != "" || !strings.Contains(fmt.Sprint(imgs), signedRef) {
 			t.Errorf("vordr_images: %s", msg)
 		}
-		mcpRunVerified(t, ctx, cs, signedRef)
+		mcpRunVerified(t, ctx, srv, adminKey, cs, signedRef)
 
 		nc, ns := containerdState(t, e)
 		msg := callTool(t, ctx, cs, "vordr_run", map[string]any{"image": plainRef, "args": []string{"true"}}, nil)
@@ -204,7 +203,7 @@ func TestServeMCP(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		mcpRunVerified(t, ctx, cs, signedRef)
+		mcpRunVerified(t, ctx, srv, adminKey, cs, signedRef)
 		if err := cs.Close(); err != nil {
 			t.Errorf("close the stdio session: %v", err)
 		}

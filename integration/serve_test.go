@@ -225,7 +225,7 @@ func (s *serveEnv) deleteAfter(secret, id string) {
 // shim: runs, refusals, authentication, limits and event streaming.
 func TestServe(t *testing.T) {
 	e := newEnv(t, shared, gateRuntime(t, shared, "strict"))
-	srv := startServe(t, shared, "[limits]\nrate = 50\nburst = 50\nmax_body_bytes = 4096\n")
+	srv := startServe(t, shared, "[limits]\nrate = 50\nburst = 50\nmax_body_bytes = 4096\nmax_streams = 1\n")
 	runID, runKey := srv.key("run", "")
 	_, readKey := srv.key("read", "")
 
@@ -470,6 +470,11 @@ func TestServe(t *testing.T) {
 		defer resp.Body.Close()
 		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
 			t.Fatalf("stream: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+		// One stream per key here (max_streams = 1): a second is refused
+		// while the first is open.
+		if r := srv.do("GET", "/api/v1/events?follow=1&container="+id, readKey, nil); r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
+			t.Errorf("second stream of a key: %d %s", r.status, r.body)
 		}
 		sc := bufio.NewScanner(resp.Body)
 		var got *monitor.Event
