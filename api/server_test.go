@@ -1,7 +1,10 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -11,6 +14,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/errdefs"
 )
 
 // testServer is a server without containerd: enough for everything that
@@ -186,5 +192,56 @@ func TestStreamBound(t *testing.T) {
 	r1()
 	if _, ok := s.openStream("a"); !ok {
 		t.Error("a released stream was not given back")
+	}
+}
+
+func TestFromErr(t *testing.T) {
+	for _, c := range []struct {
+		err    error
+		status int
+		code   string
+	}{
+		{fmt.Errorf("x: %w", errdefs.ErrNotFound), 404, CodeNotFound},
+		{fmt.Errorf("x: %w", errdefs.ErrAlreadyExists), 409, CodeAlreadyExists},
+		{fmt.Errorf("x: %w", errdefs.ErrInvalidArgument), 400, CodeInvalidArgument},
+		{fmt.Errorf("x: %w", errdefs.ErrFailedPrecondition), 403, CodeRefused},
+		// The gate's refusal wraps a NotFound cause under PermissionDenied.
+		{fmt.Errorf("refused: %w: %w", fmt.Errorf("no evidence: %w", errdefs.ErrNotFound), errdefs.ErrPermissionDenied), 403, CodeRefused},
+		{fmt.Errorf("x: %w", errdefs.ErrUnavailable), 503, CodeUnavailable},
+		{context.DeadlineExceeded, 504, CodeTimeout},
+		{errors.New("boom"), 500, CodeInternal},
+		{apiError(418, "teapot", "short and stout"), 418, "teapot"},
+	} {
+		e := fromErr(c.err)
+		if e.Status != c.status || e.Code != c.code {
+			t.Errorf("fromErr(%v) = %d %s, want %d %s", c.err, e.Status, e.Code, c.status, c.code)
+		}
+	}
+	if m := cleanMessage("gate refused: image x\npermission denied\npermission denied"); m != "gate refused: image x" {
+		t.Errorf("cleanMessage: %q", m)
+	}
+	if m := cleanMessage("line one\n" + strings.Repeat("a long second line that is kept ", 3)); !strings.Contains(m, "second") {
+		t.Errorf("cleanMessage dropped a real line: %q", m)
+	}
+}
+
+// TestReadyz: /readyz says 503 when containerd cannot be reached, and
+// /healthz still 200.
+func TestReadyz(t *testing.T) {
+	s, _ := testServer(t, Limits{})
+	sock := filepath.Join(t.TempDir(), "none.sock")
+	c, err := containerd.New(sock, containerd.WithTimeout(200*time.Millisecond))
+	if err != nil {
+		t.Skipf("containerd client refuses a missing socket at once (%v); /readyz is covered by the integration tests", err)
+	}
+	defer c.Close()
+	s.client = c
+	s.cfg.Containerd = sock
+	rec, eb := do(t, s.Handler(), "GET", "/readyz", "", "")
+	if rec.Code != 503 || eb.Error.Code != CodeUnavailable || !strings.Contains(eb.Error.Message, sock) {
+		t.Errorf("/readyz without containerd: %d %+v", rec.Code, eb)
+	}
+	if rec, _ := do(t, s.Handler(), "GET", "/healthz", "", ""); rec.Code != 200 {
+		t.Errorf("/healthz: %d", rec.Code)
 	}
 }
