@@ -207,6 +207,17 @@ func (s *Server) NewMCP(stdioSecret string) *mcp.Server {
 			}
 			return nil, imagesOut{Images: out}, nil
 		})
+	mcp.AddTool(m, &mcp.Tool{Name: "vordr_policies", Description: "The operator's default profile and policy, and the profiles and policies a vordr_run may choose (tighten only)."},
+		func(ctx context.Context, req *mcp.CallToolRequest, _ psIn) (*mcp.CallToolResult, Choices, error) {
+			if _, err := a.identity(req, ScopeRead); err != nil {
+				return nil, Choices{}, err
+			}
+			c, err := s.choices(ctx)
+			if err != nil {
+				return nil, Choices{}, toolError(err)
+			}
+			return nil, c, nil
+		})
 	mcp.AddTool(m, &mcp.Tool{Name: "vordr_events", Description: "What vordr's guard saw in containers made through vordr: the gate's decision, execs, denied operations and alerts (anomalies), newest last."},
 		func(ctx context.Context, req *mcp.CallToolRequest, in eventsIn) (*mcp.CallToolResult, eventsOut, error) {
 			if _, err := a.identity(req, ScopeRead); err != nil {

@@ -98,6 +98,7 @@ func New(cfg *Config, client *containerd.Client, logger *slog.Logger) (*Server, 
 	s.route(mux, "DELETE /api/v1/containers/{id}", ScopeRun, s.deleteContainer)
 	s.route(mux, "GET /api/v1/containers/{id}/logs", ScopeRead, s.containerLogs)
 	s.route(mux, "GET /api/v1/images", ScopeRead, s.listImages)
+	s.route(mux, "GET /api/v1/policies", ScopeRead, s.listChoices)
 	s.route(mux, "GET /api/v1/events", ScopeRead, s.events)
 	s.route(mux, "GET /api/v1/alerts", ScopeRead, s.alerts)
 	// MCP over streamable HTTP, behind the same keys, limits and body

@@ -245,3 +245,17 @@ func TestReadyz(t *testing.T) {
 		t.Errorf("/healthz: %d", rec.Code)
 	}
 }
+
+func TestChoices(t *testing.T) {
+	s, ks := testServer(t, Limits{})
+	_, read, _ := ks.Create(CreateOptions{Scopes: []string{ScopeRead}})
+	rec, _ := do(t, s.Handler(), "GET", "/api/v1/policies", read, "")
+	var c Choices
+	if err := json.Unmarshal(rec.Body.Bytes(), &c); rec.Code != 200 || err != nil {
+		t.Fatalf("%d %s %v", rec.Code, rec.Body, err)
+	}
+	// balanced by the runtime config: a caller may tighten, not loosen.
+	if c.DefaultProfile != "balanced" || strings.Join(c.Profiles, ",") != "balanced,hardened,strict" || len(c.Policies) != 0 {
+		t.Errorf("choices %+v", c)
+	}
+}

@@ -243,6 +243,23 @@ func TestServe(t *testing.T) {
 		}
 	})
 
+	t.Run("choices", func(t *testing.T) {
+		r := srv.do("GET", "/api/v1/policies", readKey, nil)
+		var c api.Choices
+		if err := json.Unmarshal(r.body, &c); r.status != 200 || err != nil {
+			t.Fatalf("%d %s %v", r.status, r.body, err)
+		}
+		var pols []string
+		for _, p := range c.Policies {
+			pols = append(pols, p.Name+"="+p.Mode)
+		}
+		// The gate tests' config: strict by default, permissive and audit
+		// offered by loosen.
+		if c.DefaultPolicy != "strict" || strings.Join(pols, ",") != "audit=audit,permissive=permissive,strict=strict" || c.DefaultProfile != "balanced" {
+			t.Errorf("choices %+v", c)
+		}
+	})
+
 	t.Run("images", func(t *testing.T) {
 		r := srv.do("GET", "/api/v1/images", readKey, nil)
 		var out struct{ Images []api.Image }
