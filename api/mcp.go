@@ -42,6 +42,13 @@ type stopIn struct {
 	TimeoutSeconds int    `json:"timeout_seconds,omitempty" jsonschema:"seconds between SIGTERM and SIGKILL (0-300); the server's default when 0"`
 }
 
+type execIn struct {
+	ID             string   `json:"id" jsonschema:"the container's id"`
+	Args           []string `json:"args" jsonschema:"the command and its arguments"`
+	Env            []string `json:"env,omitempty" jsonschema:"environment entries (KEY=VALUE) added to the container's environment"`
+	TimeoutSeconds int      `json:"timeout_seconds,omitempty" jsonschema:"kill the command after this many seconds (at most 600; default 60)"`
+}
+
 type rmIn struct {
 	ID    string `json:"id" jsonschema:"the container's id"`
 	Force bool   `json:"force,omitempty" jsonschema:"kill a running container first"`
@@ -181,6 +188,18 @@ func (s *Server) NewMCP(stdioSecret string) *mcp.Server {
 			}
 			a.audit("vordr_stop", id, in.ID, err)
 			return nil, v, err
+		})
+	mcp.AddTool(m, &mcp.Tool{Name: "vordr_exec", Description: "Run a command in a running container, non-interactively, and return its exit code and output (1 MiB per stream at most). The container's profile applies to it."},
+		func(ctx context.Context, req *mcp.CallToolRequest, in execIn) (*mcp.CallToolResult, ExecResult, error) {
+			id, err := a.identity(req, ScopeRun)
+			var res ExecResult
+			if err == nil {
+				if res, err = s.exec(ctx, id, in.ID, ExecRequest{Args: in.Args, Env: in.Env, TimeoutSeconds: in.TimeoutSeconds}); err != nil {
+					err = toolError(err)
+				}
+			}
+			a.audit("vordr_exec", id, in.ID, err)
+			return nil, res, err
 		})
 	mcp.AddTool(m, &mcp.Tool{Name: "vordr_rm", Description: "Delete a stopped container (force: kill it first) and its snapshot."},
 		func(ctx context.Context, req *mcp.CallToolRequest, in rmIn) (*mcp.CallToolResult, rmOut, error) {

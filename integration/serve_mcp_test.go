@@ -143,7 +143,7 @@ func TestServeMCP(t *testing.T) {
 		for _, tl := range tools.Tools {
 			names = append(names, tl.Name)
 		}
-		for _, want := range []string{"vordr_run", "vordr_ps", "vordr_stop", "vordr_rm", "vordr_images", "vordr_events", "vordr_inspect", "vordr_policies"} {
+		for _, want := range []string{"vordr_run", "vordr_ps", "vordr_stop", "vordr_rm", "vordr_images", "vordr_events", "vordr_inspect", "vordr_policies", "vordr_exec"} {
 			if !strings.Contains(strings.Join(names, " "), want) {
 				t.Errorf("tool %s missing from %v", want, names)
 			}
@@ -153,6 +153,20 @@ func TestServeMCP(t *testing.T) {
 			t.Errorf("vordr_images: %s", msg)
 		}
 		mcpRunVerified(t, ctx, srv, adminKey, cs, signedRef)
+
+		id := uniqueID(t)
+		srv.deleteAfter(adminKey, id)
+		if msg := callTool(t, ctx, cs, "vordr_run", map[string]any{"image": signedRef, "name": id, "args": []string{"sleep", "600"}}, nil); msg != "" {
+			t.Fatalf("vordr_run: %s", msg)
+		}
+		var res api.ExecResult
+		if msg := callTool(t, ctx, cs, "vordr_exec", map[string]any{"id": id, "args": []string{"cat", "/etc/marker"}}, &res); msg != "" || res.ExitCode != 0 || res.Stdout != "mcp-signed\n" {
+			t.Errorf("vordr_exec: %s %+v", msg, res)
+		}
+		var rm struct{ Deleted string }
+		if msg := callTool(t, ctx, cs, "vordr_rm", map[string]any{"id": id, "force": true}, &rm); msg != "" || rm.Deleted != id {
+			t.Errorf("vordr_rm force: %s %+v", msg, rm)
+		}
 
 		nc, ns := containerdState(t, e)
 		msg := callTool(t, ctx, cs, "vordr_run", map[string]any{"image": plainRef, "args": []string{"true"}}, nil)

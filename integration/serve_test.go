@@ -550,6 +550,46 @@ func TestServe(t *testing.T) {
 		}
 	})
 
+	t.Run("exec", func(t *testing.T) {
+		id := uniqueID(t)
+		srv.deleteAfter(runKey, id)
+		if r := srv.run(runKey, api.RunRequest{Image: signedRef, Name: id, Args: []string{"sleep", "600"}}); r.status != http.StatusCreated {
+			t.Fatalf("run: %d %s", r.status, r.body)
+		}
+		exec := func(key string, req api.ExecRequest) apiResponse {
+			b, _ := json.Marshal(req)
+			return srv.do("POST", "/api/v1/containers/"+id+"/exec", key, bytes.NewReader(b))
+		}
+		r := exec(runKey, api.ExecRequest{Args: []string{"sh", "-c", "cat /etc/marker; echo $X >&2; exit 5"}, Env: []string{"X=to-stderr"}})
+		var res api.ExecResult
+		if err := json.Unmarshal(r.body, &res); r.status != 200 || err != nil {
+			t.Fatalf("exec: %d %s %v", r.status, r.body, err)
+		}
+		if res.ExitCode != 5 || res.Stdout != "serve-signed\n" || res.Stderr != "to-stderr\n" || res.TimedOut || res.Truncated {
+			t.Errorf("exec result %+v", res)
+		}
+		r = exec(runKey, api.ExecRequest{Args: []string{"sleep", "60"}, TimeoutSeconds: 1})
+		if err := json.Unmarshal(r.body, &res); r.status != 200 || err != nil || !res.TimedOut {
+			t.Errorf("exec past its timeout: %d %s", r.status, r.body)
+		}
+		if r := exec(readKey, api.ExecRequest{Args: []string{"true"}}); r.status != http.StatusForbidden {
+			t.Errorf("exec with a read key: %d %s", r.status, r.body)
+		}
+		_, other := srv.key("run", "")
+		if r := exec(other, api.ExecRequest{Args: []string{"true"}}); r.status != http.StatusForbidden {
+			t.Errorf("exec by another run key: %d %s", r.status, r.body)
+		}
+		if r := exec(runKey, api.ExecRequest{}); r.status != http.StatusBadRequest {
+			t.Errorf("exec without args: %d %s", r.status, r.body)
+		}
+		if r := srv.do("POST", "/api/v1/containers/"+id+"/stop?timeout=0", runKey, nil); r.status != 200 {
+			t.Fatalf("stop: %d %s", r.status, r.body)
+		}
+		if r := exec(runKey, api.ExecRequest{Args: []string{"true"}}); r.status != http.StatusConflict {
+			t.Errorf("exec in a stopped container: %d %s", r.status, r.body)
+		}
+	})
+
 	t.Run("audit", func(t *testing.T) {
 		log := srv.stderr.String()
 		if !strings.Contains(log, "msg=audit") || !strings.Contains(log, "method=POST") || !strings.Contains(log, "status=403") || !strings.Contains(log, "identity="+runID) {
