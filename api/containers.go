@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -532,55 +533,97 @@ func (s *Server) remove(ctx context.Context, who Identity, id string, force bool
 	return nil
 }
 
-func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request, _ Identity) error {
+func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request, id Identity) error {
 	ctx := s.ns(r.Context())
-	id := r.PathValue("id")
-	if _, err := s.load(ctx, id); err != nil {
+	cid := r.PathValue("id")
+	if _, err := s.load(ctx, cid); err != nil {
 		return err
 	}
+	q := r.URL.Query()
 	tail := -1
-	if t := r.URL.Query().Get("tail"); t != "" {
+	if t := q.Get("tail"); t != "" {
 		n, err := strconv.Atoi(t)
 		if err != nil || n < 0 {
 			return apiError(http.StatusBadRequest, CodeInvalidArgument, "tail must be a non-negative number of lines")
 		}
 		tail = n
 	}
-	data, err := readTail(s.logPath(id), tail, 1<<20)
+	follow := q.Get("follow") == "1" || q.Get("follow") == "true"
+	if follow {
+		release, ok := s.openStream(id.KeyID)
+		if !ok {
+			w.Header().Set("Retry-After", "10")
+			return apiError(http.StatusTooManyRequests, CodeRateLimited, fmt.Sprintf("key %s already holds %d streams (limits.max_streams); close one", id.KeyID, s.cfg.Limits.MaxStreams))
+		}
+		defer release()
+	}
+	path := s.logPath(cid)
+	data, end, err := readTail(path, tail, 1<<20)
 	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	_, _ = w.Write(data)
-	return nil
+	if !follow {
+		return nil
+	}
+	// Follow: send what is appended until the task has exited and its
+	// output is all sent, or the client goes.
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+	for {
+		exited := false
+		if p, err := s.taskOf(ctx, cid); err != nil || p == nil || p.Status == tasktypes.Status_STOPPED {
+			exited = true // read once more: the last output may be new
+		}
+		if f, err := os.Open(path); err == nil {
+			if _, err := f.Seek(end, io.SeekStart); err == nil {
+				n, _ := io.Copy(w, f)
+				end += n
+			}
+			f.Close()
+			if err := rc.Flush(); err != nil {
+				return nil
+			}
+		}
+		if exited {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // readTail returns the last n lines (all when n < 0) of at most max bytes
-// from the end of path.
-func readTail(path string, n int, max int64) ([]byte, error) {
-	if n == 0 {
-		return nil, nil
-	}
+// from the end of path, and the offset it read up to.
+func readTail(path string, n int, max int64) ([]byte, int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, err
+		return nil, 0, err
+	}
+	size := fi.Size()
+	if n == 0 {
+		return nil, size, nil
 	}
 	off := int64(0)
-	if fi.Size() > max {
-		off = fi.Size() - max
+	if size > max {
+		off = size - max
 	}
-	buf := make([]byte, fi.Size()-off)
+	buf := make([]byte, size-off)
 	if _, err := f.ReadAt(buf, off); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if n < 0 {
-		return buf, nil
+		return buf, size, nil
 	}
 	end := len(buf)
 	if end > 0 && buf[end-1] == '\n' {
@@ -590,9 +633,9 @@ func readTail(path string, n int, max int64) ([]byte, error) {
 		if buf[i] == '\n' {
 			n--
 			if n == 0 {
-				return buf[i+1:], nil
+				return buf[i+1:], size, nil
 			}
 		}
 	}
-	return buf, nil
+	return buf, size, nil
 }

@@ -171,9 +171,9 @@ func TestReadTail(t *testing.T) {
 		t.Fatal(err)
 	}
 	for n, want := range map[int]string{-1: "a\nb\nc\n", 0: "", 1: "c\n", 2: "b\nc\n", 5: "a\nb\nc\n"} {
-		got, err := readTail(p, n, 1<<20)
-		if err != nil || string(got) != want {
-			t.Errorf("tail %d = %q, %v; want %q", n, got, err, want)
+		got, end, err := readTail(p, n, 1<<20)
+		if err != nil || string(got) != want || end != 6 {
+			t.Errorf("tail %d = %q, %d, %v; want %q, 6", n, got, end, err, want)
 		}
 	}
 }

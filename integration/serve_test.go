@@ -550,6 +550,23 @@ func TestServe(t *testing.T) {
 		}
 	})
 
+	t.Run("logs follow", func(t *testing.T) {
+		id := uniqueID(t)
+		srv.deleteAfter(runKey, id)
+		if r := srv.run(runKey, api.RunRequest{Image: signedRef, Name: id, Args: []string{"sh", "-c", "echo one; sleep 1; echo two"}}); r.status != http.StatusCreated {
+			t.Fatalf("run: %d %s", r.status, r.body)
+		}
+		// The stream ends by itself once the task has exited and its
+		// output is sent (srv.do's deadline bounds it).
+		r := srv.do("GET", "/api/v1/containers/"+id+"/logs?follow=1", readKey, nil)
+		if r.status != 200 || string(r.body) != "one\ntwo\n" {
+			t.Errorf("logs follow: %d %q", r.status, r.body)
+		}
+		if r := srv.do("GET", "/api/v1/containers/"+id+"/logs?tail=1", readKey, nil); string(r.body) != "two\n" {
+			t.Errorf("logs tail=1: %d %q", r.status, r.body)
+		}
+	})
+
 	t.Run("exec", func(t *testing.T) {
 		id := uniqueID(t)
 		srv.deleteAfter(runKey, id)
