@@ -7,6 +7,7 @@ package api
 
 import (
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,6 +36,8 @@ type Server struct {
 	handler http.Handler
 
 	mcpServer *mcp.Server
+
+	routes []routeInfo
 
 	streamsMu sync.Mutex
 	streams   map[string]int // open event streams per key
@@ -85,11 +88,15 @@ func New(cfg *Config, client *containerd.Client, logger *slog.Logger) (*Server, 
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	s.public(mux, "GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	}))
+	s.public(mux, "GET /readyz", http.HandlerFunc(s.readyz))
+	s.public(mux, "GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	s.public(mux, "GET /openapi.json", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(openAPI)
+	}))
 
 	s.route(mux, "GET /api/v1/containers", ScopeRead, s.listContainers)
 	s.route(mux, "GET /api/v1/containers/{id}", ScopeRead, s.getContainer)
@@ -109,7 +116,7 @@ func New(cfg *Config, client *containerd.Client, logger *slog.Logger) (*Server, 
 	mcpHandler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s.mcpServer },
 		&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true, Logger: logger})
 	s.mcpServer = s.NewMCP("")
-	s.routeAudit(mux, "/mcp", ScopeRead, false, func(w http.ResponseWriter, r *http.Request, _ Identity) error {
+	s.routeAudit(mux, "POST /mcp", ScopeRead, false, func(w http.ResponseWriter, r *http.Request, _ Identity) error {
 		mcpHandler.ServeHTTP(w, r)
 		return nil
 	})
@@ -139,6 +146,21 @@ const bodyReadTimeout = 30 * time.Second
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request, id Identity) error
 
+// routeInfo is a registered route and the scope it needs ("": none),
+// checked against the OpenAPI document by the tests.
+type routeInfo struct{ pattern, scope string }
+
+// openAPI is the API's OpenAPI document, served at /openapi.json.
+//
+//go:embed openapi.json
+var openAPI []byte
+
+// public registers an unauthenticated route.
+func (s *Server) public(mux *http.ServeMux, pattern string, h http.Handler) {
+	s.routes = append(s.routes, routeInfo{pattern, ""})
+	mux.Handle(pattern, h)
+}
+
 // route registers an authenticated route needing scope; every route but
 // GET ones writes, and is audited.
 func (s *Server) route(mux *http.ServeMux, pattern, scope string, h handlerFunc) {
@@ -148,6 +170,7 @@ func (s *Server) route(mux *http.ServeMux, pattern, scope string, h handlerFunc)
 // routeAudit is route with the audit line chosen by write (MCP requests
 // are audited per tool call instead).
 func (s *Server) routeAudit(mux *http.ServeMux, pattern, scope string, write bool, h handlerFunc) {
+	s.routes = append(s.routes, routeInfo{pattern, scope})
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		id, err := s.authenticate(r, scope)
 		if err == nil {
