@@ -52,6 +52,9 @@ type Config struct {
 	StateDir string `toml:"state_dir"`
 	// Limits bound each identity.
 	Limits Limits `toml:"limits"`
+	// OIDC, when its issuer is set, accepts the issuer's JWTs as well as
+	// API keys.
+	OIDC OIDC `toml:"oidc"`
 	// Source is the file the settings came from.
 	Source string `toml:"-"`
 }
@@ -129,6 +132,9 @@ func ParseConfig(data []byte, source string) (*Config, error) {
 		if _, err := time.ParseDuration(c.Limits.StopTimeout); err != nil {
 			return nil, fmt.Errorf("serve config %s: limits.stop_timeout %q is not a Go duration (e.g. \"10s\"): %w", source, c.Limits.StopTimeout, errdefs.ErrInvalidArgument)
 		}
+	}
+	if err := c.OIDC.validate(source); err != nil {
+		return nil, err
 	}
 	if c.TCP.Address != "" && (c.TCP.Cert == "" || c.TCP.Key == "") {
 		return nil, fmt.Errorf("serve config %s: tcp.address is set without tcp.cert and tcp.key; the API is served over TCP only with TLS: %w", source, errdefs.ErrInvalidArgument)

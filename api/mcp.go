@@ -88,7 +88,7 @@ func (a *mcpAuth) identity(req *mcp.CallToolRequest, scope string) (Identity, er
 		stdio = false
 		secret, _ = strings.CutPrefix(req.Extra.Header.Get("Authorization"), "Bearer ")
 	}
-	id, err := a.s.keys.Authenticate(strings.TrimSpace(secret))
+	id, err := a.s.identify(context.Background(), strings.TrimSpace(secret))
 	if err != nil {
 		return Identity{}, toolError(apiError(http.StatusUnauthorized, CodeUnauthenticated, err.Error()))
 	}
@@ -300,7 +300,7 @@ func (s *Server) eventsFor(ctx context.Context, in eventsIn) (eventsOut, error) 
 // ends or the client closes stdin. The key is checked first, so a wrong
 // one fails at start rather than at every call.
 func (s *Server) ServeMCPStdio(ctx context.Context, secret string) error {
-	if _, err := s.keys.Authenticate(secret); err != nil {
+	if _, err := s.identify(ctx, secret); err != nil {
 		return fmt.Errorf("API key for the MCP session: %w", err)
 	}
 	err := s.NewMCP(secret).Run(ctx, &mcp.StdioTransport{})

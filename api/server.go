@@ -31,6 +31,7 @@ type Server struct {
 	cfg     *Config
 	client  *containerd.Client
 	keys    *KeyStore
+	tokens  *tokenVerifier // nil without [oidc]
 	limiter *Limiter
 	log     *slog.Logger
 	handler http.Handler
@@ -67,6 +68,13 @@ func New(cfg *Config, client *containerd.Client, logger *slog.Logger) (*Server, 
 	// the first request.
 	if _, err := s.keys.List(); err != nil {
 		return nil, err
+	}
+	if cfg.OIDC.enabled() {
+		v, err := newTokenVerifier(cfg.OIDC)
+		if err != nil {
+			return nil, fmt.Errorf("serve config %s: %w", cfg.Source, err)
+		}
+		s.tokens = v
 	}
 	if _, err := cfg.runtimeConfig(); err != nil {
 		return nil, fmt.Errorf("the vordr runtime config containers would run under: %w", err)
@@ -226,14 +234,23 @@ func tooLarge(max int64) *Error {
 	return apiError(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, fmt.Sprintf("request body larger than %d bytes (limits.max_body_bytes)", max))
 }
 
-// authenticate checks the bearer key and its scope.
+// identify returns who a bearer credential is: an API key, or with [oidc]
+// a JWT of the issuer.
+func (s *Server) identify(ctx context.Context, bearer string) (Identity, error) {
+	if s.tokens != nil && looksLikeJWT(bearer) {
+		return s.tokens.verify(ctx, bearer)
+	}
+	return s.keys.Authenticate(bearer)
+}
+
+// authenticate checks the bearer credential and its scope.
 func (s *Server) authenticate(r *http.Request, scope string) (Identity, error) {
 	h := r.Header.Get("Authorization")
 	secret, ok := strings.CutPrefix(h, "Bearer ")
 	if h != "" && !ok {
 		secret = "malformed"
 	}
-	id, err := s.keys.Authenticate(strings.TrimSpace(secret))
+	id, err := s.identify(r.Context(), strings.TrimSpace(secret))
 	if err != nil {
 		var reason string
 		switch {
@@ -245,17 +262,20 @@ func (s *Server) authenticate(r *http.Request, scope string) (Identity, error) {
 			reason = "expired"
 		case errors.Is(err, ErrBadKey):
 			reason = "unknown"
+		case errors.Is(err, ErrBadToken):
+			reason = "token"
 		default:
-			// The key file itself is broken: the operator's problem.
-			s.log.Error("API key file unreadable", "error", err)
-			return Identity{}, apiError(http.StatusServiceUnavailable, CodeUnavailable, "the server cannot read its API key file; ask the operator")
+			// The key file or the issuer's key set is unreadable: the
+			// operator's problem.
+			s.log.Error("credentials cannot be checked", "error", err)
+			return Identity{}, apiError(http.StatusServiceUnavailable, CodeUnavailable, "the server cannot check credentials now (API key file or OIDC key set); ask the operator")
 		}
 		s.authFail.WithLabelValues(reason).Inc()
 		return Identity{}, apiError(http.StatusUnauthorized, CodeUnauthenticated, err.Error())
 	}
 	k := Key{Scopes: id.Scopes}
 	if !k.Allows(scope) {
-		return id, apiError(http.StatusForbidden, CodeForbidden, fmt.Sprintf("key %s has scopes %s; this request needs %q", id.KeyID, strings.Join(id.Scopes, ","), scope))
+		return id, apiError(http.StatusForbidden, CodeForbidden, fmt.Sprintf("%s has scopes %s; this request needs %q", id.KeyID, strings.Join(id.Scopes, ","), scope))
 	}
 	return id, nil
 }
