@@ -6,6 +6,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,6 +24,8 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/core/snapshots"
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/vordr-project/vordr/api"
 	"github.com/vordr-project/vordr/internal/daemon"
@@ -221,11 +226,53 @@ func (s *serveEnv) deleteAfter(secret, id string) {
 	})
 }
 
+// testIssuer signs OIDC tokens for the server's [oidc] section.
+type testIssuer struct {
+	key    *ecdsa.PrivateKey
+	config string
+}
+
+func newTestIssuer(t *testing.T) *testIssuer {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &k.PublicKey, KeyID: "it", Algorithm: string(jose.ES256), Use: "sig"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "jwks.json")
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return &testIssuer{key: k, config: fmt.Sprintf("[oidc]\nissuer = \"https://issuer.test\"\naudience = \"vordr-it\"\njwks_file = %q\n", p)}
+}
+
+// token signs valid claims with over laid on them.
+func (i *testIssuer) token(t *testing.T, over map[string]any) string {
+	t.Helper()
+	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: i.key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "it"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := map[string]any{"iss": "https://issuer.test", "aud": "vordr-it", "sub": "agent", "exp": time.Now().Add(time.Hour).Unix(), "scope": "run"}
+	for k, v := range over {
+		claims[k] = v
+	}
+	s, err := jwt.Signed(sig).Claims(claims).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // TestServe drives `vordr serve` over the shared containerd with the vordr
 // shim: runs, refusals, authentication, limits and event streaming.
 func TestServe(t *testing.T) {
 	e := newEnv(t, shared, gateRuntime(t, shared, "strict"))
-	srv := startServe(t, shared, "[limits]\nrate = 50\nburst = 50\nmax_body_bytes = 4096\nmax_streams = 1\n")
+	issuer := newTestIssuer(t)
+	srv := startServe(t, shared, "[limits]\nrate = 50\nburst = 50\nmax_body_bytes = 4096\nmax_streams = 1\n"+issuer.config)
 	runID, runKey := srv.key("run", "")
 	_, readKey := srv.key("read", "")
 
@@ -419,6 +466,25 @@ func TestServe(t *testing.T) {
 			}
 			return nil
 		})
+	})
+
+	t.Run("oidc tokens", func(t *testing.T) {
+		if r := srv.do("GET", "/api/v1/containers", issuer.token(t, nil), nil); r.status != 200 {
+			t.Errorf("valid token: %d %s", r.status, r.body)
+		}
+		for name, over := range map[string]map[string]any{
+			"wrong audience": {"aud": "another-service"},
+			"expired":        {"exp": time.Now().Add(-time.Hour).Unix()},
+			"wrong issuer":   {"iss": "https://evil.test"},
+		} {
+			if r := srv.do("GET", "/api/v1/containers", issuer.token(t, over), nil); r.status != 401 {
+				t.Errorf("%s token: %d %s", name, r.status, r.body)
+			}
+		}
+		// A read-scoped token cannot run.
+		if r := srv.run(issuer.token(t, map[string]any{"scope": "read"}), api.RunRequest{Image: signedRef}); r.status != 403 {
+			t.Errorf("read token runs: %d %s", r.status, r.body)
+		}
 	})
 
 	t.Run("bad bodies change nothing", func(t *testing.T) {
