@@ -22,11 +22,14 @@ const (
 	CodeAlreadyExists   = "already_exists"
 	// CodeRefused: vordr (the verification gate, the profile or the
 	// operator's annotation rules) refused the container.
-	CodeRefused     = "refused"
-	CodeConflict    = "conflict"
-	CodeUnavailable = "unavailable"
-	CodeTimeout     = "timeout"
-	CodeInternal    = "internal"
+	CodeRefused  = "refused"
+	CodeConflict = "conflict"
+	// CodeMethodNotAllowed: the route exists without this method (Allow
+	// lists those it has).
+	CodeMethodNotAllowed = "method_not_allowed"
+	CodeUnavailable      = "unavailable"
+	CodeTimeout          = "timeout"
+	CodeInternal         = "internal"
 )
 
 // Error is an API error with its HTTP status.

@@ -122,7 +122,7 @@ func TestOpenAPISchemas(t *testing.T) {
 		t.Fatal(err)
 	}
 	codes := []string{CodeUnauthenticated, CodeForbidden, CodeRateLimited, CodeBodyTooLarge, CodeMalformed, CodeInvalidArgument,
-		CodeNotFound, CodeAlreadyExists, CodeRefused, CodeConflict, CodeUnavailable, CodeTimeout, CodeInternal, "not_implemented"}
+		CodeNotFound, CodeAlreadyExists, CodeRefused, CodeConflict, CodeUnavailable, CodeTimeout, CodeInternal, "not_implemented", CodeMethodNotAllowed}
 	got := errSchema.Properties.Error.Properties.Code.Enum
 	sort.Strings(codes)
 	sort.Strings(got)

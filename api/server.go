@@ -128,10 +128,7 @@ func New(cfg *Config, client *containerd.Client, logger *slog.Logger) (*Server, 
 		mcpHandler.ServeHTTP(w, r)
 		return nil
 	})
-	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, apiError(http.StatusNotFound, CodeNotFound, fmt.Sprintf("no route %s %s; see docs/api.md for the routes", r.Method, r.URL.Path)))
-	})
-	s.handler = s.instrument(mux)
+	s.handler = s.instrument(jsonMuxErrors(mux))
 	return s, nil
 }
 
@@ -315,6 +312,53 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// jsonMuxErrors answers what the mux itself refuses (no route, a method
+// the route does not have) with the API's JSON errors, not plain text.
+func jsonMuxErrors(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		// Let the mux decide (404 or 405 with Allow), keep its headers,
+		// replace its body.
+		probe := &probeWriter{header: http.Header{}}
+		h.ServeHTTP(probe, r)
+		if allow := probe.header.Get("Allow"); allow != "" {
+			w.Header().Set("Allow", allow)
+		}
+		status := probe.status
+		if status == 0 || status < 400 {
+			// A redirect (a path to clean): follow the mux.
+			mux.ServeHTTP(w, r)
+			return
+		}
+		code, msg := CodeNotFound, fmt.Sprintf("no route %s %s; see docs/api.md or /openapi.json", r.Method, r.URL.Path)
+		if status == http.StatusMethodNotAllowed {
+			code, msg = CodeMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, probe.header.Get("Allow"))
+		}
+		writeError(w, apiError(status, code, msg))
+	})
+}
+
+// probeWriter records what a handler answers, and discards the body.
+type probeWriter struct {
+	header http.Header
+	status int
+}
+
+func (p *probeWriter) Header() http.Header { return p.header }
+func (p *probeWriter) WriteHeader(code int) {
+	if p.status == 0 {
+		p.status = code
+	}
+}
+func (p *probeWriter) Write(b []byte) (int, error) {
+	p.WriteHeader(http.StatusOK)
+	return len(b), nil
 }
 
 // recorder keeps the status for metrics and the audit log.

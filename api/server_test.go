@@ -98,6 +98,9 @@ func TestAuth(t *testing.T) {
 		{"profile not offered", "POST", "/api/v1/containers", run, `{"image":"a","profile":"dev"}`, 403, CodeRefused},
 		{"oversize", "POST", "/api/v1/containers", run, `{"image":"` + strings.Repeat("a", 70<<10) + `"}`, 413, CodeBodyTooLarge},
 		{"unknown route", "GET", "/api/v1/nope", run, "", 404, CodeNotFound},
+		{"unknown route outside the API", "GET", "/nope", "", "", 404, CodeNotFound},
+		{"method the route lacks", "PUT", "/api/v1/containers", run, "", 405, CodeMethodNotAllowed},
+		{"GET on MCP", "GET", "/mcp", run, "", 405, CodeMethodNotAllowed},
 		{"bad severity", "GET", "/api/v1/events?severity=huge", read, "", 400, CodeInvalidArgument},
 	} {
 		t.Run(c.name, func(t *testing.T) {
