@@ -49,6 +49,11 @@ type execIn struct {
 	TimeoutSeconds int      `json:"timeout_seconds,omitempty" jsonschema:"kill the command after this many seconds (at most 600; default 60)"`
 }
 
+type verifyIn struct {
+	Image  string `json:"image" jsonschema:"an image in containerd, as vordr_images lists it"`
+	Policy string `json:"policy,omitempty" jsonschema:"one of the operator's policies (vordr_policies); the default policy when empty"`
+}
+
 type rmIn struct {
 	ID    string `json:"id" jsonschema:"the container's id"`
 	Force bool   `json:"force,omitempty" jsonschema:"kill a running container first"`
@@ -236,6 +241,17 @@ func (s *Server) NewMCP(stdioSecret string) *mcp.Server {
 				return nil, Choices{}, toolError(err)
 			}
 			return nil, c, nil
+		})
+	mcp.AddTool(m, &mcp.Tool{Name: "vordr_verify_image", Description: "Re-verify an image's stored evidence (signatures, attestations) under one of the operator's policies; changes nothing."},
+		func(ctx context.Context, req *mcp.CallToolRequest, in verifyIn) (*mcp.CallToolResult, VerifyResult, error) {
+			if _, err := a.identity(req, ScopeRead); err != nil {
+				return nil, VerifyResult{}, err
+			}
+			res, err := s.verify(ctx, VerifyRequest(in))
+			if err != nil {
+				return nil, VerifyResult{}, toolError(err)
+			}
+			return nil, res, nil
 		})
 	mcp.AddTool(m, &mcp.Tool{Name: "vordr_events", Description: "What vordr's guard saw in containers made through vordr: the gate's decision, execs, denied operations and alerts (anomalies), newest last."},
 		func(ctx context.Context, req *mcp.CallToolRequest, in eventsIn) (*mcp.CallToolResult, eventsOut, error) {

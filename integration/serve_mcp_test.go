@@ -143,7 +143,7 @@ func TestServeMCP(t *testing.T) {
 		for _, tl := range tools.Tools {
 			names = append(names, tl.Name)
 		}
-		for _, want := range []string{"vordr_run", "vordr_ps", "vordr_stop", "vordr_rm", "vordr_images", "vordr_events", "vordr_inspect", "vordr_policies", "vordr_exec"} {
+		for _, want := range []string{"vordr_run", "vordr_ps", "vordr_stop", "vordr_rm", "vordr_images", "vordr_events", "vordr_inspect", "vordr_policies", "vordr_exec", "vordr_verify_image"} {
 			if !strings.Contains(strings.Join(names, " "), want) {
 				t.Errorf("tool %s missing from %v", want, names)
 			}
@@ -151,6 +151,10 @@ func TestServeMCP(t *testing.T) {
 		var imgs struct{ Images []api.Image }
 		if msg := callTool(t, ctx, cs, "vordr_images", nil, &imgs); msg != "" || !strings.Contains(fmt.Sprint(imgs), signedRef) {
 			t.Errorf("vordr_images: %s", msg)
+		}
+		var vr api.VerifyResult
+		if msg := callTool(t, ctx, cs, "vordr_verify_image", map[string]any{"image": signedRef}, &vr); msg != "" || !vr.Verified {
+			t.Errorf("vordr_verify_image: %s %+v", msg, vr)
 		}
 		mcpRunVerified(t, ctx, srv, adminKey, cs, signedRef)
 

@@ -322,6 +322,28 @@ func TestServe(t *testing.T) {
 		}
 	})
 
+	t.Run("verify", func(t *testing.T) {
+		verify := func(req api.VerifyRequest) (apiResponse, api.VerifyResult) {
+			b, _ := json.Marshal(req)
+			r := srv.do("POST", "/api/v1/verify", readKey, bytes.NewReader(b))
+			var res api.VerifyResult
+			_ = json.Unmarshal(r.body, &res)
+			return r, res
+		}
+		if r, res := verify(api.VerifyRequest{Image: signedRef}); r.status != 200 || !res.Verified || res.Policy != "strict" || res.Mode != "strict" {
+			t.Errorf("signed image: %d %s", r.status, r.body)
+		}
+		if r, res := verify(api.VerifyRequest{Image: plainRef, Policy: "permissive"}); r.status != 200 || res.Verified || !strings.Contains(res.Message, "no vordr attestations") {
+			t.Errorf("plain image: %d %s", r.status, r.body)
+		}
+		if r, _ := verify(api.VerifyRequest{Image: signedRef, Policy: "nope"}); r.status != 400 {
+			t.Errorf("unknown policy: %d %s", r.status, r.body)
+		}
+		if r, _ := verify(api.VerifyRequest{Image: "docker.io/vordr/none:0"}); r.status != 404 {
+			t.Errorf("missing image: %d %s", r.status, r.body)
+		}
+	})
+
 	t.Run("verified image runs", func(t *testing.T) {
 		id := uniqueID(t)
 		srv.deleteAfter(runKey, id)
@@ -458,8 +480,12 @@ func TestServe(t *testing.T) {
 		if !strings.Contains(out, id) || !strings.Contains(out, "revoked") || strings.Contains(out, secret) {
 			t.Errorf("keys list:\n%s", out)
 		}
-		// A key valid for a second expires.
-		_, short := srv.key("read", "1s")
+		// A key valid for a few seconds works, then expires. (Expiry is
+		// counted from the creation second, so it is 2-3 s away here.)
+		_, short := srv.key("read", "3s")
+		if r := srv.do("GET", "/api/v1/containers", short, nil); r.status != 200 {
+			t.Errorf("short-lived key before its expiry: %d %s", r.status, r.body)
+		}
 		eventually(t, 10*time.Second, func() error {
 			if r := srv.do("GET", "/api/v1/containers", short, nil); r.status != 401 {
 				return fmt.Errorf("expired key: %d", r.status)
