@@ -52,6 +52,8 @@ type Config struct {
 	StateDir string `toml:"state_dir"`
 	// Limits bound each identity.
 	Limits Limits `toml:"limits"`
+	// Pull allows pulls from named registries.
+	Pull Pull `toml:"pull"`
 	// OIDC, when its issuer is set, accepts the issuer's JWTs as well as
 	// API keys.
 	OIDC OIDC `toml:"oidc"`
@@ -131,6 +133,11 @@ func ParseConfig(data []byte, source string) (*Config, error) {
 	if c.Limits.StopTimeout != "" {
 		if _, err := time.ParseDuration(c.Limits.StopTimeout); err != nil {
 			return nil, fmt.Errorf("serve config %s: limits.stop_timeout %q is not a Go duration (e.g. \"10s\"): %w", source, c.Limits.StopTimeout, errdefs.ErrInvalidArgument)
+		}
+	}
+	if c.Pull.Timeout != "" {
+		if _, err := time.ParseDuration(c.Pull.Timeout); err != nil {
+			return nil, fmt.Errorf("serve config %s: pull.timeout %q is not a Go duration (e.g. \"10m\"): %w", source, c.Pull.Timeout, errdefs.ErrInvalidArgument)
 		}
 	}
 	if err := c.OIDC.validate(source); err != nil {

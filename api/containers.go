@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -26,8 +27,10 @@ import (
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
+	"github.com/containerd/platforms"
 
 	"github.com/vordr-project/vordr/config"
+	"github.com/vordr-project/vordr/plugin"
 )
 
 // Labels the API puts on the containers it creates. Only containers with
@@ -372,6 +375,9 @@ func (s *Server) run(ctx context.Context, id Identity, req RunRequest) (Containe
 		}
 		return Container{}, err
 	}
+	if img, err = s.evidenceRecord(ctx, img); err != nil {
+		return Container{}, err
+	}
 	if ok, err := img.IsUnpacked(ctx, s.cfg.Snapshotter); err != nil {
 		return Container{}, err
 	} else if !ok {
@@ -431,6 +437,29 @@ func (s *Server) run(ctx context.Context, id Identity, req RunRequest) (Containe
 		return Container{}, fmt.Errorf("start %s: %w", name, err)
 	}
 	return s.inspect(ctx, name)
+}
+
+// evidenceRecord returns the image record a container of img should
+// name. A record without vordr evidence (a pull, CRI's repo@digest
+// record) whose manifest a record with evidence also has is an alias of
+// it: the container names the record with evidence, so the gate can find
+// the evidence to verify. The bytes are the same (same manifest digest),
+// and the gate still verifies that evidence and the rootfs content.
+func (s *Server) evidenceRecord(ctx context.Context, img containerd.Image) (containerd.Image, error) {
+	if _, err := plugin.EvidenceOf(img.Metadata()); err == nil {
+		return img, nil
+	}
+	recs, err := s.client.ImageService().List(ctx, fmt.Sprintf("target.digest==%s", img.Target().Digest))
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(recs, func(i, j int) bool { return recs[i].Name < recs[j].Name })
+	for _, r := range recs {
+		if _, err := plugin.EvidenceOf(r); err == nil {
+			return containerd.NewImageWithPlatform(s.client, r, platforms.Default()), nil
+		}
+	}
+	return img, nil
 }
 
 func (s *Server) stopContainer(w http.ResponseWriter, r *http.Request, who Identity) error {

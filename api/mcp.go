@@ -54,6 +54,10 @@ type verifyIn struct {
 	Policy string `json:"policy,omitempty" jsonschema:"one of the operator's policies (vordr_policies); the default policy when empty"`
 }
 
+type pullIn struct {
+	Ref string `json:"ref" jsonschema:"the image reference (host/repository:tag or @digest) from a registry the operator allows"`
+}
+
 type rmIn struct {
 	ID    string `json:"id" jsonschema:"the container's id"`
 	Force bool   `json:"force,omitempty" jsonschema:"kill a running container first"`
@@ -241,6 +245,18 @@ func (s *Server) NewMCP(stdioSecret string) *mcp.Server {
 				return nil, Choices{}, toolError(err)
 			}
 			return nil, c, nil
+		})
+	mcp.AddTool(m, &mcp.Tool{Name: "vordr_pull", Description: "Pull an image through containerd's transfer service from a registry the operator allows; containerd's image verifiers (vordr-verifier) judge it, and the gate still decides at every run."},
+		func(ctx context.Context, req *mcp.CallToolRequest, in pullIn) (*mcp.CallToolResult, Image, error) {
+			id, err := a.identity(req, ScopeRun)
+			var img Image
+			if err == nil {
+				if img, err = s.pull(ctx, PullRequest(in)); err != nil {
+					err = toolError(err)
+				}
+			}
+			a.audit("vordr_pull", id, in.Ref, err)
+			return nil, img, err
 		})
 	mcp.AddTool(m, &mcp.Tool{Name: "vordr_verify_image", Description: "Re-verify an image's stored evidence (signatures, attestations) under one of the operator's policies; changes nothing."},
 		func(ctx context.Context, req *mcp.CallToolRequest, in verifyIn) (*mcp.CallToolResult, VerifyResult, error) {
