@@ -216,12 +216,22 @@ func containerdState(t *testing.T, e *env) (containers, snaps int) {
 }
 
 // deleteAfter removes a container made through the API when the test ends,
-// through the API (force), so nothing is left even when the test failed.
+// through the API (force), so nothing is left even when the test failed,
+// and waits for its shim to exit: a shim still tearing down its guard when
+// the daemon stops would count as a leak.
 func (s *serveEnv) deleteAfter(secret, id string) {
 	s.t.Cleanup(func() {
 		r := s.do("DELETE", "/api/v1/containers/"+id+"?force=1", secret, nil)
 		if r.status != http.StatusNoContent && r.status != http.StatusNotFound {
 			s.t.Errorf("delete %s: %d %s", id, r.status, r.body)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for shimPidOf(s.d, id) != 0 {
+			if time.Now().After(deadline) {
+				s.t.Errorf("the shim of %s is still running 30s after its container was deleted", id)
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	})
 }
