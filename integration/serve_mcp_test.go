@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -228,6 +230,36 @@ func TestServeMCP(t *testing.T) {
 		if cmd.ProcessState == nil || !cmd.ProcessState.Exited() {
 			t.Errorf("vordr serve mcp still running after the session closed: %v", cmd.ProcessState)
 		}
+	})
+
+	// The same server in this process, over the SDK's in-memory
+	// transport: what an embedding program would do.
+	t.Run("in-process", func(t *testing.T) {
+		cfg, err := api.LoadConfig(srv.config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		client, err := e.d.Client()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer client.Close()
+		s, err := api.New(cfg, client, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, ct := mcp.NewInMemoryTransports()
+		ss, err := s.NewMCP(runKey).Connect(ctx, st, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ss.Close()
+		cs, err := mcp.NewClient(&mcp.Implementation{Name: "vordr-test", Version: "1"}, nil).Connect(ctx, ct, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cs.Close()
+		mcpRunVerified(t, ctx, srv, adminKey, cs, signedRef)
 	})
 
 	t.Run("stdio with a revoked key", func(t *testing.T) {
