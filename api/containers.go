@@ -332,7 +332,15 @@ func (s *Server) runContainer(w http.ResponseWriter, r *http.Request, id Identit
 	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
-	v, err := s.run(r.Context(), id, req)
+	start := true
+	switch q := r.URL.Query().Get("start"); q {
+	case "", "1", "true":
+	case "0", "false":
+		start = false
+	default:
+		return apiError(http.StatusBadRequest, CodeInvalidArgument, fmt.Sprintf("start=%q: use start=0 to create without starting", q))
+	}
+	v, err := s.run(r.Context(), id, req, start)
 	if err != nil {
 		return err
 	}
@@ -341,10 +349,11 @@ func (s *Server) runContainer(w http.ResponseWriter, r *http.Request, id Identit
 	return nil
 }
 
-// run creates and starts a container under io.containerd.vordr.v1 for
-// identity id. The shim's gate and the operator's profile decide whether
-// it runs; a container that does not start is removed again.
-func (s *Server) run(ctx context.Context, id Identity, req RunRequest) (Container, error) {
+// run creates (and, when start, starts) a container under
+// io.containerd.vordr.v1 for identity id. The shim's gate and the
+// operator's profile decide whether it runs; a container whose task
+// cannot be created or started is removed again.
+func (s *Server) run(ctx context.Context, id Identity, req RunRequest, start bool) (Container, error) {
 	if err := req.validate(); err != nil {
 		return Container{}, err
 	}
@@ -432,11 +441,50 @@ func (s *Server) run(ctx context.Context, id Identity, req RunRequest) (Containe
 		cleanup()
 		return Container{}, fmt.Errorf("create the task of %s: %w", name, err)
 	}
-	if err := task.Start(ctx); err != nil {
-		cleanup()
-		return Container{}, fmt.Errorf("start %s: %w", name, err)
+	if start {
+		if err := task.Start(ctx); err != nil {
+			cleanup()
+			return Container{}, fmt.Errorf("start %s: %w", name, err)
+		}
 	}
 	return s.inspect(ctx, name)
+}
+
+func (s *Server) startContainer(w http.ResponseWriter, r *http.Request, who Identity) error {
+	v, err := s.start(r.Context(), who, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+// start starts a created container's task. The gate checks the rootfs
+// again before the start (content planted since create is refused).
+func (s *Server) start(ctx context.Context, who Identity, id string) (Container, error) {
+	ctx = s.ns(ctx)
+	ctr, err := s.loadForWrite(ctx, id, who)
+	if err != nil {
+		return Container{}, err
+	}
+	task, err := ctr.Task(ctx, nil)
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			return Container{}, apiError(http.StatusConflict, CodeConflict, fmt.Sprintf("container %s has no task; delete it and run it again", id))
+		}
+		return Container{}, err
+	}
+	st, err := task.Status(ctx)
+	if err != nil {
+		return Container{}, err
+	}
+	if st.Status != containerd.Created {
+		return Container{}, apiError(http.StatusConflict, CodeConflict, fmt.Sprintf("container %s is %s; only a created container starts", id, st.Status))
+	}
+	if err := task.Start(ctx); err != nil {
+		return Container{}, fmt.Errorf("start %s: %w", id, err)
+	}
+	return s.inspect(ctx, id)
 }
 
 // evidenceRecord returns the image record a container of img should

@@ -170,7 +170,7 @@ func (s *Server) NewMCP(stdioSecret string) *mcp.Server {
 				a.audit("vordr_run", id, in.Name, err)
 				return nil, Container{}, err
 			}
-			v, err := s.run(ctx, id, RunRequest(in))
+			v, err := s.run(ctx, id, RunRequest(in), true)
 			if err != nil {
 				err = toolError(err)
 			}

@@ -109,6 +109,7 @@ func New(cfg *Config, client *containerd.Client, logger *slog.Logger) (*Server, 
 	s.route(mux, "GET /api/v1/containers", ScopeRead, s.listContainers)
 	s.route(mux, "GET /api/v1/containers/{id}", ScopeRead, s.getContainer)
 	s.route(mux, "POST /api/v1/containers", ScopeRun, s.runContainer)
+	s.route(mux, "POST /api/v1/containers/{id}/start", ScopeRun, s.startContainer)
 	s.route(mux, "POST /api/v1/containers/{id}/stop", ScopeRun, s.stopContainer)
 	s.route(mux, "DELETE /api/v1/containers/{id}", ScopeRun, s.deleteContainer)
 	s.route(mux, "POST /api/v1/containers/{id}/exec", ScopeRun, s.execContainer)

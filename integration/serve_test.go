@@ -652,6 +652,37 @@ func TestServe(t *testing.T) {
 		}
 	})
 
+	t.Run("create then start", func(t *testing.T) {
+		id := uniqueID(t)
+		srv.deleteAfter(runKey, id)
+		b, _ := json.Marshal(api.RunRequest{Image: signedRef, Name: id, Args: []string{"sh", "-c", "exit 4"}})
+		r := srv.do("POST", "/api/v1/containers?start=0", runKey, bytes.NewReader(b))
+		var c api.Container
+		if err := json.Unmarshal(r.body, &c); r.status != http.StatusCreated || err != nil || c.Status != "created" || c.Verification == nil || c.Verification.Decision != "verified" {
+			t.Fatalf("create: %d %s", r.status, r.body)
+		}
+		if r := srv.do("POST", "/api/v1/containers/"+id+"/start", readKey, nil); r.status != http.StatusForbidden {
+			t.Errorf("start with a read key: %d %s", r.status, r.body)
+		}
+		if r := srv.do("POST", "/api/v1/containers/"+id+"/start", runKey, nil); r.status != 200 {
+			t.Fatalf("start: %d %s", r.status, r.body)
+		}
+		eventually(t, 30*time.Second, func() error {
+			r := srv.do("GET", "/api/v1/containers/"+id, readKey, nil)
+			c = api.Container{}
+			if err := json.Unmarshal(r.body, &c); err != nil || c.Status != "stopped" {
+				return fmt.Errorf("status %q (%v)", c.Status, err)
+			}
+			return nil
+		})
+		if c.ExitCode == nil || *c.ExitCode != 4 {
+			t.Errorf("exit code %v, want 4", c.ExitCode)
+		}
+		if r := srv.do("POST", "/api/v1/containers/"+id+"/start", runKey, nil); r.status != http.StatusConflict {
+			t.Errorf("start of a stopped container: %d %s", r.status, r.body)
+		}
+	})
+
 	t.Run("logs follow", func(t *testing.T) {
 		id := uniqueID(t)
 		srv.deleteAfter(runKey, id)
