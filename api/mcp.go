@@ -269,6 +269,17 @@ func (s *Server) NewMCP(stdioSecret string) *mcp.Server {
 			}
 			return nil, res, nil
 		})
+	mcp.AddTool(m, &mcp.Tool{Name: "vordr_explain", Description: "Explain a container: what the verification gate decided and why, which profile guards it and who chose it, and every alert or refused operation with its evidence."},
+		func(ctx context.Context, req *mcp.CallToolRequest, in idIn) (*mcp.CallToolResult, Explanation, error) {
+			if _, err := a.identity(req, ScopeRead); err != nil {
+				return nil, Explanation{}, err
+			}
+			x, err := s.explain(ctx, in.ID)
+			if err != nil {
+				return nil, Explanation{}, toolError(err)
+			}
+			return nil, x, nil
+		})
 	mcp.AddTool(m, &mcp.Tool{Name: "vordr_events", Description: "What vordr's guard saw in containers made through vordr: the gate's decision, execs, denied operations and alerts (anomalies), newest last."},
 		func(ctx context.Context, req *mcp.CallToolRequest, in eventsIn) (*mcp.CallToolResult, eventsOut, error) {
 			if _, err := a.identity(req, ScopeRead); err != nil {

@@ -114,6 +114,7 @@ func New(cfg *Config, client *containerd.Client, logger *slog.Logger) (*Server, 
 	s.route(mux, "DELETE /api/v1/containers/{id}", ScopeRun, s.deleteContainer)
 	s.route(mux, "POST /api/v1/containers/{id}/exec", ScopeRun, s.execContainer)
 	s.route(mux, "GET /api/v1/containers/{id}/logs", ScopeRead, s.containerLogs)
+	s.route(mux, "GET /api/v1/containers/{id}/explain", ScopeRead, s.explainContainer)
 	s.route(mux, "GET /api/v1/images", ScopeRead, s.listImages)
 	s.route(mux, "POST /api/v1/images/pull", ScopeRun, s.pullImage)
 	s.route(mux, "GET /api/v1/policies", ScopeRead, s.listChoices)

@@ -145,7 +145,7 @@ func TestServeMCP(t *testing.T) {
 		for _, tl := range tools.Tools {
 			names = append(names, tl.Name)
 		}
-		for _, want := range []string{"vordr_run", "vordr_ps", "vordr_stop", "vordr_rm", "vordr_images", "vordr_events", "vordr_inspect", "vordr_policies", "vordr_exec", "vordr_verify_image"} {
+		for _, want := range []string{"vordr_run", "vordr_ps", "vordr_stop", "vordr_rm", "vordr_images", "vordr_events", "vordr_inspect", "vordr_policies", "vordr_exec", "vordr_verify_image", "vordr_pull", "vordr_explain"} {
 			if !strings.Contains(strings.Join(names, " "), want) {
 				t.Errorf("tool %s missing from %v", want, names)
 			}

@@ -623,6 +623,18 @@ func TestServe(t *testing.T) {
 		if !strings.Contains(string(g.body), `"status": "running"`) {
 			t.Errorf("the container is not running while its alert streams: %s", g.body)
 		}
+		// The explanation names the gate's decision and the alert.
+		r = srv.do("GET", "/api/v1/containers/"+id+"/explain", readKey, nil)
+		var x api.Explanation
+		if err := json.Unmarshal(r.body, &x); r.status != 200 || err != nil {
+			t.Fatalf("explain: %d %s", r.status, r.body)
+		}
+		text := strings.Join(x.Summary, "\n")
+		for _, want := range []string{"verified image " + signedRef, `policy "strict"`, `Profile "balanced"`, "Alert " + monitor.RuleSensitiveFile} {
+			if !strings.Contains(text, want) {
+				t.Errorf("explanation lacks %q:\n%s", want, text)
+			}
+		}
 		// Severity filter: the alert is listed at its own severity and
 		// left out above it.
 		sev := got.Alert.Severity
