@@ -667,11 +667,21 @@ func TestServe(t *testing.T) {
 	t.Run("create then start", func(t *testing.T) {
 		id := uniqueID(t)
 		srv.deleteAfter(runKey, id)
-		b, _ := json.Marshal(api.RunRequest{Image: signedRef, Name: id, Args: []string{"sh", "-c", "exit 4"}})
+		// strict, chosen by the request: a tightening the operator offers.
+		b, _ := json.Marshal(api.RunRequest{Image: signedRef, Name: id, Args: []string{"sh", "-c", "exit 4"}, Profile: "strict"})
 		r := srv.do("POST", "/api/v1/containers?start=0", runKey, bytes.NewReader(b))
 		var c api.Container
 		if err := json.Unmarshal(r.body, &c); r.status != http.StatusCreated || err != nil || c.Status != "created" || c.Verification == nil || c.Verification.Decision != "verified" {
 			t.Fatalf("create: %d %s", r.status, r.body)
+		}
+		if c.Profile != "strict" || c.ProfileFrom != "annotation" {
+			t.Errorf("profile %q from %q, want strict from the request's annotation", c.Profile, c.ProfileFrom)
+		}
+		// A loosening the operator does not offer is refused before
+		// anything is created.
+		b, _ = json.Marshal(api.RunRequest{Image: signedRef, Name: id + "-dev", Args: []string{"true"}, Profile: "dev"})
+		if r := srv.do("POST", "/api/v1/containers", runKey, bytes.NewReader(b)); r.status != http.StatusForbidden {
+			t.Errorf("profile dev over the default balanced: %d %s", r.status, r.body)
 		}
 		if r := srv.do("POST", "/api/v1/containers/"+id+"/start", readKey, nil); r.status != http.StatusForbidden {
 			t.Errorf("start with a read key: %d %s", r.status, r.body)
