@@ -664,6 +664,47 @@ func TestServe(t *testing.T) {
 		}
 	})
 
+	t.Run("events stream of every container", func(t *testing.T) {
+		// Opened before the container exists: the stream picks up
+		// containers started later.
+		_, key := srv.key("read", "")
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://vordr/api/v1/events?follow=1&kind=gate", nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := srv.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		if !sc.Scan() || !strings.HasPrefix(sc.Text(), ":") {
+			t.Fatalf("the stream did not open with a comment: %q %v", sc.Text(), sc.Err())
+		}
+		id := uniqueID(t)
+		srv.deleteAfter(runKey, id)
+		if r := srv.run(runKey, api.RunRequest{Image: signedRef, Name: id, Args: []string{"true"}}); r.status != http.StatusCreated {
+			t.Fatalf("run: %d %s", r.status, r.body)
+		}
+		for sc.Scan() {
+			data, ok := strings.CutPrefix(sc.Text(), "data: ")
+			if !ok {
+				continue
+			}
+			var ev struct {
+				Kind        string `json:"kind"`
+				ContainerID string `json:"container_id"`
+			}
+			if err := json.Unmarshal([]byte(data), &ev); err != nil || ev.Kind != "gate" {
+				t.Fatalf("kind=gate stream sent %q (%v)", data, err)
+			}
+			if ev.ContainerID == id {
+				return
+			}
+		}
+		t.Fatalf("no gate record of %s on the stream within 30s (%v)", id, sc.Err())
+	})
+
 	t.Run("create then start", func(t *testing.T) {
 		id := uniqueID(t)
 		srv.deleteAfter(runKey, id)
