@@ -121,6 +121,16 @@ func TestAuth(t *testing.T) {
 		t.Errorf("/healthz: %d", rec.Code)
 	}
 	rec, _ := do(t, h, "GET", "/metrics", "", "")
+	for _, want := range []string{
+		`vordr_api_auth_failures_total{reason="revoked"} 1`,
+		`vordr_api_requests_total{route="GET /healthz",status="200"} 1`,
+		`vordr_api_requests_total{route="POST /api/v1/containers",status="413"} 1`,
+		`vordr_api_requests_total{route="unmatched",status="405"} 2`,
+	} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `vordr_api_auth_failures_total{reason="revoked"} 1`) {
 		t.Errorf("/metrics: %d\n%s", rec.Code, rec.Body.String())
 	}
