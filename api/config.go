@@ -17,7 +17,7 @@ const (
 	DefaultSocket       = "/run/vordr/api.sock"
 	DefaultConfigPath   = "/etc/vordr/serve.toml"
 	DefaultKeysPath     = "/etc/vordr/api-keys.json"
-	DefaultStateDir     = "/run/vordr/serve"
+	DefaultStateDir     = "/var/lib/vordr/serve"
 	DefaultContainerd   = "/run/containerd/containerd.sock"
 	DefaultNamespace    = "default"
 	DefaultSnapshotter  = "overlayfs"
@@ -48,7 +48,9 @@ type Config struct {
 	RuntimeConfig string `toml:"runtime_config"`
 	// Keys is the API key file.
 	Keys string `toml:"keys"`
-	// StateDir holds the containers' stdout/stderr logs.
+	// StateDir holds the containers' stdout/stderr logs (on disk by
+	// default, not on /run's tmpfs: a chatty container's output is not
+	// bounded yet) and exec FIFOs.
 	StateDir string `toml:"state_dir"`
 	// Limits bound each identity.
 	Limits Limits `toml:"limits"`
