@@ -275,3 +275,19 @@ func TestChoices(t *testing.T) {
 		t.Errorf("choices %+v", c)
 	}
 }
+
+// TestSampleConfig: the serve.toml that make install puts in /etc/vordr
+// parses.
+func TestSampleConfig(t *testing.T) {
+	data, err := os.ReadFile("../packaging/etc/vordr/serve.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ParseConfig(data, "packaging/etc/vordr/serve.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Socket != DefaultSocket || c.Keys != DefaultKeysPath || c.OIDC.enabled() || len(c.Pull.Registries) != 0 || c.TCP.Address != "" {
+		t.Errorf("sample config %+v", c)
+	}
+}
