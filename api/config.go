@@ -156,6 +156,9 @@ func ParseConfig(data []byte, source string) (*Config, error) {
 func LoadConfig(path string) (*Config, error) {
 	data, err := config.ReadFile(path)
 	if err != nil {
+		if errdefs.IsNotFound(err) {
+			return nil, fmt.Errorf("serve config %s does not exist; write one (make install puts a sample in /etc/vordr/serve.toml; docs/api.md) or pass --config: %w", path, errdefs.ErrNotFound)
+		}
 		return nil, fmt.Errorf("serve config: %w", err)
 	}
 	return ParseConfig(data, path)
