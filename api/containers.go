@@ -675,6 +675,22 @@ func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request, id Identi
 	}
 }
 
+// logs returns the last tail lines (all when tail <= 0) of a container's
+// output, at most 1 MiB.
+func (s *Server) logs(ctx context.Context, id string, tail int) (string, error) {
+	if _, err := s.load(s.ns(ctx), id); err != nil {
+		return "", err
+	}
+	if tail <= 0 {
+		tail = -1
+	}
+	data, _, err := readTail(s.logPath(id), tail, 1<<20)
+	if err != nil && !os.IsNotExist(err) {
+		return "", err
+	}
+	return string(data), nil
+}
+
 // readTail returns the last n lines (all when n < 0) of at most max bytes
 // from the end of path, and the offset it read up to.
 func readTail(path string, n int, max int64) ([]byte, int64, error) {

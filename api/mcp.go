@@ -58,6 +58,15 @@ type pullIn struct {
 	Ref string `json:"ref" jsonschema:"the image reference (host/repository:tag or @digest) from a registry the operator allows"`
 }
 
+type logsIn struct {
+	ID   string `json:"id" jsonschema:"the container's id"`
+	Tail int    `json:"tail,omitempty" jsonschema:"only the last this many lines (default: all of the last 1 MiB)"`
+}
+
+type logsOut struct {
+	Logs string `json:"logs"`
+}
+
 type rmIn struct {
 	ID    string `json:"id" jsonschema:"the container's id"`
 	Force bool   `json:"force,omitempty" jsonschema:"kill a running container first"`
@@ -176,6 +185,17 @@ func (s *Server) NewMCP(stdioSecret string) *mcp.Server {
 			}
 			a.audit("vordr_run", id, v.ID, err)
 			return nil, v, err
+		})
+	mcp.AddTool(m, &mcp.Tool{Name: "vordr_logs", Description: "A container's stdout and stderr (the last 1 MiB at most; tail: the last lines only)."},
+		func(ctx context.Context, req *mcp.CallToolRequest, in logsIn) (*mcp.CallToolResult, logsOut, error) {
+			if _, err := a.identity(req, ScopeRead); err != nil {
+				return nil, logsOut{}, err
+			}
+			logs, err := s.logs(ctx, in.ID, in.Tail)
+			if err != nil {
+				return nil, logsOut{}, toolError(err)
+			}
+			return nil, logsOut{Logs: logs}, nil
 		})
 	mcp.AddTool(m, &mcp.Tool{Name: "vordr_stop", Description: "Stop a container: SIGTERM, then SIGKILL after the timeout."},
 		func(ctx context.Context, req *mcp.CallToolRequest, in stopIn) (*mcp.CallToolResult, Container, error) {

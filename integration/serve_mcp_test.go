@@ -82,7 +82,7 @@ func mcpRunVerified(t *testing.T, ctx context.Context, srv *serveEnv, adminKey s
 	// before vordr_rm.
 	srv.deleteAfter(adminKey, id)
 	var c api.Container
-	if msg := callTool(t, ctx, cs, "vordr_run", map[string]any{"image": ref, "name": id, "args": []string{"sh", "-c", "exit 7"}}, &c); msg != "" {
+	if msg := callTool(t, ctx, cs, "vordr_run", map[string]any{"image": ref, "name": id, "args": []string{"sh", "-c", "echo start; echo done; exit 7"}}, &c); msg != "" {
 		t.Fatalf("vordr_run: %s", msg)
 	}
 	if c.ID != id || c.Runtime != vordrRuntime {
@@ -100,6 +100,10 @@ func mcpRunVerified(t *testing.T, ctx context.Context, srv *serveEnv, adminKey s
 	})
 	if c.ExitCode == nil || *c.ExitCode != 7 || c.Verification == nil || c.Verification.Decision != "verified" {
 		t.Errorf("inspect after exit: %+v (verification %+v)", c, c.Verification)
+	}
+	var logs struct{ Logs string }
+	if msg := callTool(t, ctx, cs, "vordr_logs", map[string]any{"id": id, "tail": 1}, &logs); msg != "" || logs.Logs != "done\n" {
+		t.Errorf("vordr_logs: %s %q", msg, logs.Logs)
 	}
 	var ps struct{ Containers []api.Container }
 	if msg := callTool(t, ctx, cs, "vordr_ps", nil, &ps); msg != "" || !strings.Contains(fmt.Sprint(ps), id) {
@@ -145,7 +149,7 @@ func TestServeMCP(t *testing.T) {
 		for _, tl := range tools.Tools {
 			names = append(names, tl.Name)
 		}
-		for _, want := range []string{"vordr_run", "vordr_ps", "vordr_stop", "vordr_rm", "vordr_images", "vordr_events", "vordr_inspect", "vordr_policies", "vordr_exec", "vordr_verify_image", "vordr_pull", "vordr_explain"} {
+		for _, want := range []string{"vordr_run", "vordr_ps", "vordr_stop", "vordr_rm", "vordr_images", "vordr_events", "vordr_inspect", "vordr_policies", "vordr_exec", "vordr_verify_image", "vordr_pull", "vordr_explain", "vordr_logs"} {
 			if !strings.Contains(strings.Join(names, " "), want) {
 				t.Errorf("tool %s missing from %v", want, names)
 			}

@@ -81,7 +81,8 @@ var serveMCPCommand = &cli.Command{
 	Name:  "mcp",
 	Usage: "serve the MCP tools over stdin/stdout (for an agent that starts this command); the API key comes from $" + apiKeyEnv,
 	Description: `Speaks the Model Context Protocol on stdin/stdout with the tools vordr_ps,
-vordr_inspect, vordr_run, vordr_exec, vordr_stop, vordr_rm, vordr_images, vordr_pull, vordr_verify_image, vordr_explain,
+vordr_inspect, vordr_run, vordr_exec, vordr_logs, vordr_stop, vordr_rm, vordr_images, vordr_pull,
+vordr_verify_image, vordr_explain,
 vordr_events and vordr_policies.
 The same tools are served over streamable HTTP at /mcp by 'vordr serve'. The
 session acts as the API key in $` + apiKeyEnv + ` (scopes, expiry, revocation and
