@@ -92,7 +92,7 @@ type eventsOut struct {
 	Events []map[string]any `json:"events"`
 }
 
-// mcpContext is how a tool call learns who calls: over HTTP the request's
+// mcpAuth is how a tool call learns who calls: over HTTP the request's
 // bearer key (checked again per call, so a revoked key stops at once);
 // over stdio the key the process was started with.
 type mcpAuth struct {
@@ -130,7 +130,7 @@ func toolError(err error) error {
 }
 
 func (a *mcpAuth) audit(tool string, id Identity, target string, err error) {
-	attrs := []any{"identity", id.KeyID, "transport", "mcp", "tool", tool, "container", target}
+	attrs := []any{"identity", id.KeyID, "transport", "mcp", "tool", tool, "target", target}
 	if id.Name != "" {
 		attrs = append(attrs, "key_name", id.Name)
 	}
