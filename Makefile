@@ -73,7 +73,7 @@ MANDIR ?= $(DATADIR)/man
 SYSCONFDIR ?= /etc
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 VERIFIERDIR := $(LIBEXECDIR)/vordr/image-verifier
-CONFIGS := runtime.toml verifier.toml policies/strict.toml policies/permissive.toml
+CONFIGS := runtime.toml verifier.toml serve.toml policies/strict.toml policies/permissive.toml
 
 install: build ## install binaries, systemd unit, sample configs, completions, man page (PREFIX, DESTDIR)
 	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(VERIFIERDIR) $(DESTDIR)$(SYSTEMDUNITDIR) \
@@ -82,7 +82,7 @@ install: build ## install binaries, systemd unit, sample configs, completions, m
 	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/vordr $(DESTDIR)$(SYSCONFDIR)/vordr/policies $(DESTDIR)$(SYSCONFDIR)/vordr/keys
 	install -m 0755 $(BIN)/containerd-shim-vordr-v1 $(BIN)/vordr $(BIN)/vordr-snapshotter $(DESTDIR)$(BINDIR)/
 	install -m 0755 $(BIN)/vordr-verifier $(DESTDIR)$(VERIFIERDIR)/
-	@for u in vordr-snapshotter vordr-metrics; do \
+	@for u in vordr-snapshotter vordr-metrics vordr-serve; do \
 		sed 's|@BINDIR@|$(BINDIR)|g' packaging/systemd/$$u.service >$(DESTDIR)$(SYSTEMDUNITDIR)/$$u.service; \
 		chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$u.service; \
 	done
@@ -99,7 +99,7 @@ install: build ## install binaries, systemd unit, sample configs, completions, m
 
 uninstall: ## remove what install put in place (configs under $(SYSCONFDIR)/vordr are kept)
 	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,containerd-shim-vordr-v1 vordr vordr-snapshotter) $(DESTDIR)$(VERIFIERDIR)/vordr-verifier \
-		$(DESTDIR)$(SYSTEMDUNITDIR)/vordr-snapshotter.service $(DESTDIR)$(SYSTEMDUNITDIR)/vordr-metrics.service \
+		$(DESTDIR)$(SYSTEMDUNITDIR)/vordr-snapshotter.service $(DESTDIR)$(SYSTEMDUNITDIR)/vordr-metrics.service $(DESTDIR)$(SYSTEMDUNITDIR)/vordr-serve.service \
 		$(DESTDIR)$(DATADIR)/bash-completion/completions/vordr \
 		$(DESTDIR)$(DATADIR)/zsh/site-functions/_vordr $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/vordr.fish $(DESTDIR)$(MANDIR)/man1/vordr.1
 	rm -rf $(DESTDIR)$(DATADIR)/doc/vordr

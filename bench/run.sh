@@ -14,6 +14,8 @@ echo "== exec appraisal: strict with a verified image vs runc.v2 (exec storm, fi
 go run ./bench/appraisal -runs "${RUNS_APPRAISAL:-5}" -shim-dir bin -json bench/results/appraisal.json
 echo "== ctp pack vs tar c | sha256sum, parallel vs sequential layer verification"
 go run ./bench/pack -layer-mib "${PACK_LAYER_MIB:-256}" -runs "${RUNS_PACK:-5}" -verify-runs "${RUNS_VERIFY:-10}" -json bench/results/pack.json
+echo "== vordr serve: GET /api/v1/containers with 100 containers; run through the API vs ctr run --rm"
+go run ./bench/serve -runs "${RUNS_SERVE:-20}" -shim-dir bin -json bench/results/serve.json
 for s in bench/*.sh; do
 	[ "$s" = bench/run.sh ] && continue
 	[ -x "$s" ] || continue

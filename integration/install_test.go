@@ -49,6 +49,7 @@ func TestMakeInstall(t *testing.T) {
 		"bin/vordr-snapshotter":                        0o755,
 		"libexec/vordr/image-verifier/vordr-verifier":  0o755,
 		"lib/systemd/system/vordr-snapshotter.service": 0o644,
+		"lib/systemd/system/vordr-serve.service":       0o644,
 		"share/bash-completion/completions/vordr":      0o644,
 		"share/zsh/site-functions/_vordr":              0o644,
 		"share/fish/vendor_completions.d/vordr.fish":   0o644,
@@ -56,6 +57,7 @@ func TestMakeInstall(t *testing.T) {
 		"share/doc/vordr/README.md":                    0o644,
 		"../../etc/vordr/runtime.toml":                 0o644,
 		"../../etc/vordr/verifier.toml":                0o644,
+		"../../etc/vordr/serve.toml":                   0o644,
 		"../../etc/vordr/policies/strict.toml":         0o644,
 		"../../etc/vordr/policies/permissive.toml":     0o644,
 	}

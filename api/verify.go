@@ -1,0 +1,109 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/containerd/errdefs"
+
+	"github.com/vordr-project/vordr/config"
+	"github.com/vordr-project/vordr/ctp"
+	"github.com/vordr-project/vordr/ctp/policy"
+	"github.com/vordr-project/vordr/ctp/sigstore"
+	"github.com/vordr-project/vordr/plugin"
+)
+
+// VerifyRequest asks whether an image's stored evidence verifies under one
+// of the operator's policies (default: the runtime config's default).
+type VerifyRequest struct {
+	Image  string `json:"image"`
+	Policy string `json:"policy,omitempty"`
+}
+
+// VerifyResult is the answer. Verified is what the gate would find for
+// the image's evidence under a strict policy; the gate also checks the
+// container's rootfs content at every create.
+type VerifyResult struct {
+	Image    string `json:"image"`
+	Digest   string `json:"digest"`
+	Policy   string `json:"policy"`
+	Mode     string `json:"mode"`
+	Verified bool   `json:"verified"`
+	// Message says why not.
+	Message string `json:"message,omitempty"`
+}
+
+func (s *Server) verifyImage(w http.ResponseWriter, r *http.Request, _ Identity) error {
+	var req VerifyRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return err
+	}
+	res, err := s.verify(r.Context(), req)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+// verify re-verifies an image's stored evidence under a named operator
+// policy. It changes nothing.
+func (s *Server) verify(ctx context.Context, req VerifyRequest) (VerifyResult, error) {
+	if req.Image == "" {
+		return VerifyResult{}, apiError(http.StatusBadRequest, CodeInvalidArgument, "image is required (GET /api/v1/images)")
+	}
+	if len(req.Policy) > 64 || strings.ContainsAny(req.Policy, "/\n\r\x00") {
+		return VerifyResult{}, apiError(http.StatusBadRequest, CodeInvalidArgument, "policy must be the name of one of the operator's policies (GET /api/v1/policies)")
+	}
+	ctx = s.ns(ctx)
+	rc, err := s.cfg.runtimeConfig()
+	if err != nil {
+		return VerifyResult{}, fmt.Errorf("the operator's runtime config: %w", err)
+	}
+	name := req.Policy
+	if name == "" {
+		name = rc.DefaultPolicy
+	}
+	path, ok := rc.Policies[name]
+	if name == "" || !ok {
+		names := make([]string, 0, len(rc.Policies))
+		for n := range rc.Policies {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return VerifyResult{}, apiError(http.StatusBadRequest, CodeInvalidArgument, fmt.Sprintf("no policy %q in the operator's runtime config; its policies: %s", name, strings.Join(names, ", ")))
+	}
+	// Read as the shim reads the operator's files (regular, not writable
+	// by others).
+	data, err := config.ReadFile(path)
+	if err != nil {
+		return VerifyResult{}, fmt.Errorf("verification policy %q: %w", name, err)
+	}
+	pol, err := policy.Parse(data, filepath.Dir(path))
+	if err != nil {
+		return VerifyResult{}, fmt.Errorf("verification policy %q (%s): %w", name, path, err)
+	}
+	img, err := s.client.ImageService().Get(ctx, req.Image)
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			return VerifyResult{}, apiError(http.StatusNotFound, CodeNotFound, fmt.Sprintf("image %q is not in containerd's namespace %q", req.Image, s.cfg.Namespace))
+		}
+		return VerifyResult{}, err
+	}
+	res := VerifyResult{Image: img.Name, Digest: img.Target.Digest.String(), Policy: name, Mode: string(pol.Mode)}
+	_, err = plugin.VerifyStoredImage(ctx, s.client.ContentStore(), img, pol, ctp.VerifyOptions{Sigstore: sigstore.PolicyVerifier{}})
+	switch {
+	case err == nil:
+		res.Verified = true
+	case errors.Is(err, plugin.ErrNoEvidence), errors.Is(err, plugin.ErrNotVerified):
+		res.Message = cleanMessage(err.Error())
+	default:
+		return VerifyResult{}, err
+	}
+	return res, nil
+}
