@@ -392,3 +392,29 @@ func TestGateConcurrent(t *testing.T) {
 	}
 	t.Logf("gate check times (first 3): %v", took)
 }
+
+// TestGateAliasRecord: the CRI (and `ctr image tag`) give an imported image
+// more records of the same manifest without vordr's labels; a container of
+// such a record runs under the strict gate, because the evidence of the
+// manifest is found on its sibling and verified again.
+func TestGateAliasRecord(t *testing.T) {
+	e := newEnv(t, shared, gateRuntime(t, shared, "strict"))
+	ref := "docker.io/vordr/gate-alias:1"
+	res := importSigned(t, e, ref, "alias")
+	alias := "docker.io/vordr/gate-alias@" + res.Image.Target.Digest.String()
+	if _, err := e.c.ImageService().Create(e.ctx, images.Image{Name: alias, Target: res.Image.Target}); err != nil {
+		t.Fatal(err)
+	}
+	removeImage(e, alias)
+	code, out := e.runImage(alias, nil, "cat", "/etc/marker")
+	if code != 0 || out.stdout.String() != "alias\n" {
+		t.Fatalf("alias record of a verified image: exit %d stdout %q stderr %q", code, out.stdout.String(), out.stderr.String())
+	}
+	// Without the verified sibling the alias is just an unverified image.
+	if err := e.c.ImageService().Delete(e.ctx, ref, imagesSync()); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.startImage(alias, nil, "true"); err == nil || !strings.Contains(err.Error(), "no vordr attestations") {
+		t.Errorf("alias without a verified sibling: %v", err)
+	}
+}

@@ -5,6 +5,7 @@ package gate
 import (
 	"context"
 	"fmt"
+	"github.com/opencontainers/go-digest"
 
 	containersapi "github.com/containerd/containerd/api/services/containers/v1"
 	contentapi "github.com/containerd/containerd/api/services/content/v1"
@@ -69,7 +70,23 @@ func (g imageGetter) Get(ctx context.Context, name string) (images.Image, error)
 	if err != nil {
 		return images.Image{}, errgrpc.ToNative(err)
 	}
-	i := resp.GetImage()
+	return imageFromProto(resp.GetImage()), nil
+}
+
+// ByTarget lists the image records whose target is the manifest d.
+func (g imageGetter) ByTarget(ctx context.Context, d digest.Digest) ([]images.Image, error) {
+	resp, err := g.c.List(ctx, &imagesapi.ListImagesRequest{Filters: []string{"target.digest==" + d.String()}})
+	if err != nil {
+		return nil, errgrpc.ToNative(err)
+	}
+	var out []images.Image
+	for _, i := range resp.GetImages() {
+		out = append(out, imageFromProto(i))
+	}
+	return out, nil
+}
+
+func imageFromProto(i *imagesapi.Image) images.Image {
 	img := images.Image{
 		Name: i.GetName(), Labels: i.GetLabels(),
 		CreatedAt: protobuf.FromTimestamp(i.GetCreatedAt()), UpdatedAt: protobuf.FromTimestamp(i.GetUpdatedAt()),
@@ -77,5 +94,5 @@ func (g imageGetter) Get(ctx context.Context, name string) (images.Image, error)
 	if i.GetTarget() != nil {
 		img.Target = oci.DescriptorFromProto(i.GetTarget())
 	}
-	return img, nil
+	return img
 }

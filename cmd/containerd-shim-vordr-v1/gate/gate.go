@@ -332,6 +332,21 @@ func (g *Gate) check(ctx context.Context, c *task.Container, pol *policy.Policy,
 	d.Image = img.Name + "@" + img.Target.Digest.String()
 	ev, err := evidence.Of(img)
 	if errors.Is(err, evidence.ErrNoEvidence) {
+		// Another record of the same manifest may carry the evidence: the
+		// CRI names an image imported as repo:tag also repo@digest and by
+		// its config digest. Its evidence is verified against this
+		// manifest, so which record carries it does not matter.
+		if sibs, lerr := client.images.ByTarget(ctx, img.Target.Digest); lerr == nil {
+			for _, s := range sibs {
+				if sev, serr := evidence.Of(s); serr == nil && s.Target.Digest == img.Target.Digest {
+					sev.Image.Name = img.Name
+					ev, err = sev, nil
+					break
+				}
+			}
+		}
+	}
+	if errors.Is(err, evidence.ErrNoEvidence) {
 		// Pulled by ctr, nerdctl or the CRI: the pull-time verifier may
 		// have stored the registry's evidence by manifest digest.
 		dir := c.Config.Gate.EvidenceDir
