@@ -25,6 +25,8 @@ const (
 	DefaultBurst        = 20
 	DefaultMaxBodyBytes = 64 << 10
 	DefaultMaxStreams   = 8
+	// DefaultMaxBundleBytes bounds a bundle sent to POST /api/v1/verify/bundle.
+	DefaultMaxBundleBytes = 512 << 20
 	// Runtime is the only runtime the API creates containers with.
 	Runtime = "io.containerd.vordr.v1"
 )
@@ -81,6 +83,9 @@ type Limits struct {
 	Burst int     `toml:"burst"`
 	// MaxBodyBytes bounds request bodies (413 beyond).
 	MaxBodyBytes int64 `toml:"max_body_bytes"`
+	// MaxBundleBytes bounds a .ctp bundle sent for verification (413
+	// beyond); default 512 MiB.
+	MaxBundleBytes int64 `toml:"max_bundle_bytes"`
 	// StopTimeout is how long stop waits after SIGTERM before SIGKILL.
 	StopTimeout string `toml:"stop_timeout"`
 	// MaxStreams bounds the event streams (follow=1) one key holds open.
@@ -131,6 +136,9 @@ func ParseConfig(data []byte, source string) (*Config, error) {
 	}
 	if c.Limits.MaxBodyBytes <= 0 {
 		c.Limits.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.Limits.MaxBundleBytes <= 0 {
+		c.Limits.MaxBundleBytes = DefaultMaxBundleBytes
 	}
 	if c.Limits.StopTimeout != "" {
 		if _, err := time.ParseDuration(c.Limits.StopTimeout); err != nil {

@@ -89,7 +89,7 @@ func TestOpenAPISchemas(t *testing.T) {
 	for name, v := range map[string]any{
 		"RunRequest": RunRequest{}, "ExecRequest": ExecRequest{}, "ExecResult": ExecResult{},
 		"Container": Container{}, "Verification": Verification{}, "Image": Image{}, "Choices": Choices{},
-		"VerifyRequest": VerifyRequest{}, "VerifyResult": VerifyResult{}, "PullRequest": PullRequest{}, "Explanation": Explanation{},
+		"VerifyRequest": VerifyRequest{}, "VerifyResult": VerifyResult{}, "BundleVerifyResult": BundleVerifyResult{}, "PullRequest": PullRequest{}, "Explanation": Explanation{},
 	} {
 		var props []string
 		for p := range doc.Components.Schemas[name].Properties {

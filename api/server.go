@@ -28,13 +28,16 @@ import (
 
 // Server serves the API for one containerd namespace.
 type Server struct {
-	cfg     *Config
-	client  *containerd.Client
-	keys    *KeyStore
-	tokens  *tokenVerifier // nil without [oidc]
-	limiter *Limiter
-	log     *slog.Logger
-	handler http.Handler
+	// bodyLimit overrides limits.max_body_bytes per route pattern (a
+	// bundle upload is larger than any JSON request).
+	bodyLimit map[string]int64
+	cfg       *Config
+	client    *containerd.Client
+	keys      *KeyStore
+	tokens    *tokenVerifier // nil without [oidc]
+	limiter   *Limiter
+	log       *slog.Logger
+	handler   http.Handler
 
 	mcpServer *mcp.Server
 
@@ -119,6 +122,8 @@ func New(cfg *Config, client *containerd.Client, logger *slog.Logger) (*Server, 
 	s.route(mux, "POST /api/v1/images/pull", ScopeRun, s.pullImage)
 	s.route(mux, "GET /api/v1/policies", ScopeRead, s.listChoices)
 	s.routeAudit(mux, "POST /api/v1/verify", ScopeRead, false, s.verifyImage)
+	s.bodyLimit = map[string]int64{"POST /api/v1/verify/bundle": s.cfg.Limits.MaxBundleBytes}
+	s.routeAudit(mux, "POST /api/v1/verify/bundle", ScopeRead, false, s.verifyBundle)
 	s.route(mux, "GET /api/v1/events", ScopeRead, s.events)
 	s.route(mux, "GET /api/v1/alerts", ScopeRead, s.alerts)
 	// MCP over streamable HTTP, behind the same keys, limits and body
@@ -197,9 +202,13 @@ func (s *Server) routeAudit(mux *http.ServeMux, pattern, scope string, write boo
 				// bounded.
 				_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
 			}
-			r.Body = http.MaxBytesReader(w, r.Body, s.cfg.Limits.MaxBodyBytes)
-			if r.ContentLength > s.cfg.Limits.MaxBodyBytes {
-				err = tooLarge(s.cfg.Limits.MaxBodyBytes)
+			limit := s.cfg.Limits.MaxBodyBytes
+			if l, ok := s.bodyLimit[pattern]; ok {
+				limit = l
+			}
+			r.Body = http.MaxBytesReader(w, r.Body, limit)
+			if r.ContentLength > limit {
+				err = tooLarge(limit)
 			} else {
 				r = r.WithContext(s.ns(r.Context()))
 				err = h(w, r, id)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -61,32 +63,9 @@ func (s *Server) verify(ctx context.Context, req VerifyRequest) (VerifyResult, e
 		return VerifyResult{}, apiError(http.StatusBadRequest, CodeInvalidArgument, "policy must be the name of one of the operator's policies (GET /api/v1/policies)")
 	}
 	ctx = s.ns(ctx)
-	rc, err := s.cfg.runtimeConfig()
+	name, pol, err := s.operatorPolicy(req.Policy)
 	if err != nil {
-		return VerifyResult{}, fmt.Errorf("the operator's runtime config: %w", err)
-	}
-	name := req.Policy
-	if name == "" {
-		name = rc.DefaultPolicy
-	}
-	path, ok := rc.Policies[name]
-	if name == "" || !ok {
-		names := make([]string, 0, len(rc.Policies))
-		for n := range rc.Policies {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		return VerifyResult{}, apiError(http.StatusBadRequest, CodeInvalidArgument, fmt.Sprintf("no policy %q in the operator's runtime config; its policies: %s", name, strings.Join(names, ", ")))
-	}
-	// Read as the shim reads the operator's files (regular, not writable
-	// by others).
-	data, err := config.ReadFile(path)
-	if err != nil {
-		return VerifyResult{}, fmt.Errorf("verification policy %q: %w", name, err)
-	}
-	pol, err := policy.Parse(data, filepath.Dir(path))
-	if err != nil {
-		return VerifyResult{}, fmt.Errorf("verification policy %q (%s): %w", name, path, err)
+		return VerifyResult{}, err
 	}
 	img, err := s.client.ImageService().Get(ctx, req.Image)
 	if err != nil {
@@ -106,4 +85,96 @@ func (s *Server) verify(ctx context.Context, req VerifyRequest) (VerifyResult, e
 		return VerifyResult{}, err
 	}
 	return res, nil
+}
+
+// operatorPolicy loads one of the operator's policies by name (empty: the
+// runtime config's default), read as the shim reads the operator's files.
+func (s *Server) operatorPolicy(name string) (string, *policy.Policy, error) {
+	if len(name) > 64 || strings.ContainsAny(name, "/\n\r\x00") {
+		return "", nil, apiError(http.StatusBadRequest, CodeInvalidArgument, "policy must be the name of one of the operator's policies (GET /api/v1/policies)")
+	}
+	rc, err := s.cfg.runtimeConfig()
+	if err != nil {
+		return "", nil, fmt.Errorf("the operator's runtime config: %w", err)
+	}
+	if name == "" {
+		name = rc.DefaultPolicy
+	}
+	path, ok := rc.Policies[name]
+	if name == "" || !ok {
+		names := make([]string, 0, len(rc.Policies))
+		for n := range rc.Policies {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return "", nil, apiError(http.StatusBadRequest, CodeInvalidArgument, fmt.Sprintf("no policy %q in the operator's runtime config; its policies: %s", name, strings.Join(names, ", ")))
+	}
+	// Read as the shim reads the operator's files (regular, not writable
+	// by others).
+	data, err := config.ReadFile(path)
+	if err != nil {
+		return "", nil, fmt.Errorf("verification policy %q: %w", name, err)
+	}
+	pol, err := policy.Parse(data, filepath.Dir(path))
+	if err != nil {
+		return "", nil, fmt.Errorf("verification policy %q (%s): %w", name, path, err)
+	}
+	return name, pol, nil
+}
+
+// BundleVerifyResult is the verdict on an uploaded .ctp bundle.
+type BundleVerifyResult struct {
+	Policy      string   `json:"policy"`
+	Mode        string   `json:"mode"`
+	Name        string   `json:"name"`
+	ImageRef    string   `json:"imageRef,omitempty"`
+	ImageDigest string   `json:"imageDigest"`
+	Verified    bool     `json:"verified"`
+	Decision    string   `json:"decision"`
+	ErrorCode   string   `json:"errorCode,omitempty"`
+	Message     string   `json:"message,omitempty"`
+	Predicates  []string `json:"predicates"`
+	Signers     []string `json:"signers"`
+}
+
+// verifyBundle verifies a .ctp bundle sent as the request body (at most
+// limits.max_bundle_bytes) under one of the operator's policies (?policy=,
+// default the runtime config's). Nothing is imported: the verdict is all.
+func (s *Server) verifyBundle(w http.ResponseWriter, r *http.Request, _ Identity) error {
+	name, pol, err := s.operatorPolicy(r.URL.Query().Get("policy"))
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp("", "vordr-serve-bundle-*.ctp")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if _, err := io.Copy(f, r.Body); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return tooLarge(mbe.Limit)
+		}
+		return apiError(http.StatusBadRequest, CodeInvalidArgument, "read the bundle: "+err.Error())
+	}
+	b, err := ctp.OpenFile(f.Name(), ctp.Options{})
+	if err != nil {
+		return apiError(http.StatusBadRequest, CodeInvalidArgument, "not a valid .ctp bundle: "+cleanMessage(err.Error()))
+	}
+	defer b.Close()
+	res, verr := ctp.Verify(r.Context(), b, pol, ctp.VerifyOptions{Sigstore: sigstore.PolicyVerifier{}})
+	if res == nil {
+		return apiError(http.StatusBadRequest, CodeInvalidArgument, "not a valid .ctp bundle: "+cleanMessage(verr.Error()))
+	}
+	out := BundleVerifyResult{Policy: name, Mode: string(pol.Mode), Name: res.Name, ImageRef: res.ImageRef, ImageDigest: res.ImageDigest,
+		Verified: verr == nil && res.Decision == ctp.Accept, Decision: string(res.Decision), ErrorCode: string(res.ErrorCode),
+		Message: res.Message, Predicates: append([]string{}, res.Predicates...), Signers: []string{}}
+	for _, sc := range res.Signers {
+		if sc.Status == "valid" {
+			out.Signers = append(out.Signers, sc.KeyID)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
 }
