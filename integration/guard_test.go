@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -631,4 +633,41 @@ func TestEventLogRetention(t *testing.T) {
 		return nil
 	})
 	lt.Delete(e.ctx, containerd.WithProcessKill)
+}
+
+// TestGuardWebhook: an alert reaches the operator's webhook ([events]
+// webhook), posted by the shim's helper (vordr-verifier webhook), as the
+// same JSON the event log holds.
+func TestGuardWebhook(t *testing.T) {
+	got := make(chan monitor.Alert, 16)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var a monitor.Alert
+		if err := json.NewDecoder(r.Body).Decode(&a); err == nil {
+			select {
+			case got <- a:
+			default:
+			}
+		}
+	}))
+	defer srv.Close()
+	rt := runtimeCase{"vordr-webhook", vordrRuntime, func(d *daemon.Daemon) any {
+		body := fmt.Sprintf("profile = \"balanced\"\n[runc]\nRoot = %q\n[events]\ndir = %q\nwebhook = %q\n[gate]\ncache_dir = %q\n",
+			d.RuncRoot, d.EventsDir, srv.URL+"/alerts", filepath.Join(d.Dir, "gate-cache"))
+		return &runtimeoptions.Options{ConfigBody: []byte(body)}
+	}}
+	code, _, id := runIn(t, rt, []string{"cat", "/etc/shadow"})
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case a := <-got:
+			if a.Rule == monitor.RuleSensitiveFile && a.ContainerID == id {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no %s alert for %s reached the webhook", monitor.RuleSensitiveFile, id)
+		}
+	}
 }

@@ -19,8 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -386,7 +384,7 @@ func (g *Gate) check(ctx context.Context, c *task.Container, pol *policy.Policy,
 			return d
 		}
 		d.Phases.mark("load")
-		res, err := ev.Verify(ctx, pol, ctp.VerifyOptions{Sigstore: sigstorecheck.Exec{Path: sigstoreHelper(), Run: task.RunReaped}})
+		res, err := ev.Verify(ctx, pol, ctp.VerifyOptions{Sigstore: sigstorecheck.Exec{Path: task.HelperPath(), Run: task.RunReaped}})
 		d.Phases.mark("verify")
 		if err == nil && res.Decision != ctp.Accept {
 			err = &ctp.Error{Code: res.ErrorCode, Reason: res.Reason, Msg: res.Message}
@@ -449,27 +447,4 @@ func (g *Gate) alert(ctx context.Context, c *task.Container, d Decision) {
 	if err := g.publisher.Publish(namespaces.WithNamespace(ctx, c.Namespace), TopicAlert, ev); err != nil {
 		log.G(ctx).WithError(err).Warn("vordr gate: publish alert")
 	}
-}
-
-// sigstoreHelper finds vordr-verifier, which checks sigstore evidence for
-// the gate (plugin/sigstorecheck): beside the shim, where `make install`
-// puts the image-verifier directory relative to it (PREFIX/bin and
-// PREFIX/libexec/vordr/image-verifier), then on PATH. containerd's PATH may
-// hold neither, so the install layout is searched first.
-func sigstoreHelper() string {
-	const name = "vordr-verifier"
-	var candidates []string
-	if self, err := os.Executable(); err == nil {
-		dir := filepath.Dir(self)
-		candidates = append(candidates, filepath.Join(dir, name), filepath.Join(dir, "..", "libexec", "vordr", "image-verifier", name))
-	}
-	for _, p := range candidates {
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-			return p
-		}
-	}
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	return ""
 }

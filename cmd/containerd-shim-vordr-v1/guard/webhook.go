@@ -3,19 +3,30 @@
 package guard
 
 import (
-	"bytes"
 	"encoding/json"
-	"net/http"
+	"io"
+	"os/exec"
 	"sync"
 	"time"
 
+	"github.com/containerd/containerd/v2/pkg/sys/reaper"
+
+	"github.com/vordr-project/vordr/cmd/containerd-shim-vordr-v1/task"
 	"github.com/vordr-project/vordr/monitor"
 )
 
+// WebhookArg is the helper's subcommand that posts alerts: `vordr-verifier
+// webhook URL` reads one JSON alert per line on stdin and POSTs each.
+const WebhookArg = "webhook"
+
 // webhook posts alerts as JSON to a URL, from a bounded queue so a slow or
-// dead receiver never holds up the guard; what does not fit is counted.
+// dead receiver never holds up the guard; what does not fit is counted. The
+// posting is done by the helper (task.HelperPath), started at the first
+// alert: an HTTP and TLS client would add over a MiB to every shim's memory
+// for something most containers never use.
 type webhook struct {
 	url     string
+	helper  string
 	queue   chan []byte
 	dropped int
 	mu      sync.Mutex
@@ -23,7 +34,7 @@ type webhook struct {
 }
 
 func newWebhook(url string) *webhook {
-	w := &webhook{url: url, queue: make(chan []byte, 256), done: make(chan struct{})}
+	w := &webhook{url: url, helper: task.HelperPath(), queue: make(chan []byte, 256), done: make(chan struct{})}
 	go w.run()
 	return w
 }
@@ -36,28 +47,78 @@ func (w *webhook) send(a *monitor.Alert) {
 	select {
 	case w.queue <- data:
 	default:
-		w.mu.Lock()
-		w.dropped++
-		w.mu.Unlock()
+		w.drop()
 	}
+}
+
+func (w *webhook) drop() {
+	w.mu.Lock()
+	w.dropped++
+	w.mu.Unlock()
+}
+
+// helperProc is a running helper: its stdin, and how to wait for it.
+type helperProc struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	exit  chan error
+}
+
+func (w *webhook) start() *helperProc {
+	if w.helper == "" {
+		return nil
+	}
+	cmd := exec.Command(w.helper, WebhookArg, w.url)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil
+	}
+	ec, err := reaper.Default.Start(cmd)
+	if err != nil {
+		stdin.Close()
+		return nil
+	}
+	p := &helperProc{cmd: cmd, stdin: stdin, exit: make(chan error, 1)}
+	go func() {
+		_, err := reaper.Default.Wait(cmd, ec)
+		p.exit <- err
+	}()
+	return p
 }
 
 func (w *webhook) run() {
 	defer close(w.done)
-	client := &http.Client{Timeout: 5 * time.Second}
+	var p *helperProc
 	for data := range w.queue {
-		resp, err := client.Post(w.url, "application/json", bytes.NewReader(data))
-		if err == nil {
-			resp.Body.Close()
+		if p == nil {
+			if p = w.start(); p == nil {
+				w.drop() // no helper: the alert is in the event log and on the bus
+				continue
+			}
+		}
+		if _, err := p.stdin.Write(append(data, '\n')); err != nil {
+			// The helper died: count the alert, start a new one next time.
+			w.drop()
+			p.stdin.Close()
+			p = nil
+		}
+	}
+	if p != nil {
+		// EOF lets the helper deliver what it holds and exit.
+		p.stdin.Close()
+		select {
+		case <-p.exit:
+		case <-time.After(10 * time.Second):
+			_ = p.cmd.Process.Kill()
 		}
 	}
 }
 
-// close delivers what is queued (bounded by the client timeout) and stops.
+// close delivers what is queued (bounded by the helper's timeouts) and stops.
 func (w *webhook) close() {
 	close(w.queue)
 	select {
 	case <-w.done:
-	case <-time.After(10 * time.Second):
+	case <-time.After(15 * time.Second):
 	}
 }
