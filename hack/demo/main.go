@@ -27,8 +27,10 @@ import (
 )
 
 const (
-	image       = "docker.io/vordr/busybox:demo"
-	signedImage = "docker.io/vordr/app:1.0"
+	image = "docker.io/vordr/busybox:demo"
+	// unsignedImage is content nobody signed, for the gate to refuse.
+	unsignedImage = "docker.io/vordr/busybox:unsigned"
+	signedImage   = "docker.io/vordr/app:1.0"
 )
 
 func main() {
@@ -193,9 +195,23 @@ func verified(d *daemon.Daemon, binDir, archive string, ctr func(args ...string)
 		return err
 	}
 
-	step("the same policy refuses the image imported without verification in the first half")
+	// The first half's busybox:demo is the very manifest just signed: the gate
+	// trusts content, not names, so that record now runs too. An image
+	// nobody signed is another manifest.
+	step("the same policy refuses an image nobody signed (busybox with one more file, imported with ctr)")
+	other, err := testimage.Busybox(testimage.Options{Name: unsignedImage, Files: []testimage.File{{Path: "/etc/unsigned", Content: []byte("nobody signed this\n")}}})
+	if err != nil {
+		return err
+	}
+	otherArchive := filepath.Join(d.Dir, "unsigned.tar")
+	if err := other.WriteArchiveFile(otherArchive); err != nil {
+		return err
+	}
+	if _, err := ctr("images", "import", otherArchive); err != nil {
+		return err
+	}
 	if _, err := ctr("run", "--rm", "--runtime", "io.containerd.vordr.v1", "--runtime-config-path", cfgPath, "--fifo-dir", d.FifoDir,
-		image, "unverified", "true"); err == nil {
+		unsignedImage, "unverified", "true"); err == nil {
 		return fmt.Errorf("an unverified image ran under a strict policy")
 	}
 	fmt.Println("refused, as it must be")
