@@ -21,6 +21,10 @@ type verifiedStatement struct {
 	st       Statement
 	sigs     []string // counted signature digests (DSSE)
 	signedAt []time.Time
+	// coversTOML: the statement names manifest.toml, so its image_ref is
+	// signed; names: other subjects naming the image manifest (sigstore).
+	coversTOML bool
+	names      []string
 }
 
 // checkRules applies the policy's freshness and vulnerability rules to the

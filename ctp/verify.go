@@ -341,7 +341,9 @@ func verify(ctx context.Context, b *Bundle, p *policy.Policy, opts VerifyOptions
 		for _, ss := range counted[i] {
 			sds = append(sds, ss...)
 		}
-		verified = append(verified, verifiedStatement{where: where, st: st, sigs: sds})
+		// checkSubjects made this statement name manifest.toml: its
+		// image_ref is signed.
+		verified = append(verified, verifiedStatement{where: where, st: st, sigs: sds, coversTOML: true})
 		if st.PredicateType == PredicateSLSA {
 			var prov struct {
 				RunDetails struct {
@@ -381,25 +383,8 @@ func verify(ctx context.Context, b *Bundle, p *policy.Policy, opts VerifyOptions
 			return newError(CodeMissingAttestation, "no verified attestation with predicate type %s", rp)
 		}
 	}
-	ref := b.manifest.ImageRef
-	if ref == "" {
-		ref = b.manifest.Name
-	}
-	for _, pat := range p.DeniedImageRefs {
-		if m, _ := path.Match(pat, ref); m {
-			return newError(CodePolicyDenied, "image %q matches denied_image_refs pattern %q", ref, pat)
-		}
-	}
-	if len(p.AllowedImageRefs) > 0 {
-		ok := false
-		for _, pat := range p.AllowedImageRefs {
-			if m, _ := path.Match(pat, ref); m {
-				ok = true
-			}
-		}
-		if !ok {
-			return newError(CodePolicyDenied, "image %q is not in allowed_image_refs", ref)
-		}
+	if err := checkRefs(b, p, verified); err != nil {
+		return err
 	}
 	if len(p.AllowedBuilders) > 0 {
 		if len(builders) == 0 {
@@ -412,6 +397,56 @@ func verify(ctx context.Context, b *Bundle, p *policy.Policy, opts VerifyOptions
 		}
 	}
 	return checkRules(p, verified, now)
+}
+
+// checkRefs applies allowed_image_refs and denied_image_refs to names a
+// verified statement vouches for. manifest.toml's image_ref counts only when
+// a counted statement names manifest.toml (every vordr DSSE attestation
+// does); otherwise — evidence made outside vordr, which cannot know
+// manifest.toml — the names are the subjects of the verified statements that
+// carry the image manifest's digest (cosign names the image repository).
+// An unsigned manifest.toml must not choose the name the policy judges.
+func checkRefs(b *Bundle, p *policy.Policy, verified []verifiedStatement) error {
+	if len(p.AllowedImageRefs) == 0 && len(p.DeniedImageRefs) == 0 {
+		return nil
+	}
+	var refs []string
+	covered := false
+	for _, v := range verified {
+		covered = covered || v.coversTOML
+	}
+	if covered {
+		ref := b.manifest.ImageRef
+		if ref == "" {
+			ref = b.manifest.Name
+		}
+		refs = []string{ref}
+	} else {
+		for _, v := range verified {
+			refs = append(refs, v.names...)
+		}
+		if len(refs) == 0 {
+			return newError(CodePolicyDenied, "allowed_image_refs/denied_image_refs are set and no verified statement names the image (manifest.toml's image_ref is not signed by any counted attestation)")
+		}
+	}
+	for _, ref := range refs {
+		for _, pat := range p.DeniedImageRefs {
+			if m, _ := path.Match(pat, ref); m {
+				return newError(CodePolicyDenied, "image %q matches denied_image_refs pattern %q", ref, pat)
+			}
+		}
+	}
+	if len(p.AllowedImageRefs) == 0 {
+		return nil
+	}
+	for _, ref := range refs {
+		for _, pat := range p.AllowedImageRefs {
+			if m, _ := path.Match(pat, ref); m {
+				return nil
+			}
+		}
+	}
+	return newError(CodePolicyDenied, "image %q is not in allowed_image_refs", strings.Join(refs, `", "`))
 }
 
 func contains(list []string, s string) bool {
@@ -626,7 +661,17 @@ func verifySigstore(ctx context.Context, b *Bundle, p *policy.Policy, opts Verif
 		g.signers[v.Signer] = true
 		g.signedAt = append(g.signedAt, v.SignedAt...)
 		if len(g.signers) == threshold {
-			*verified = append(*verified, verifiedStatement{where: where, st: st, signedAt: g.signedAt})
+			vs := verifiedStatement{where: where, st: st, signedAt: g.signedAt}
+			toml := digestHex(b.manifestTOML)
+			for _, s := range st.Subject {
+				switch {
+				case s.Name == ManifestSubjectName && s.Digest["sha256"] == toml:
+					vs.coversTOML = true
+				case "sha256:"+s.Digest["sha256"] == manifest && s.Name != "":
+					vs.names = append(vs.names, s.Name)
+				}
+			}
+			*verified = append(*verified, vs)
 			predicates[st.PredicateType] = true
 			if id := builderOf(st); id != "" {
 				*builders = append(*builders, id)

@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -252,5 +254,54 @@ func TestCTPVulnerabilityRules(t *testing.T) {
 		case tc.code != "" && codeOf(err) != tc.code:
 			t.Errorf("%s: want %s, got %v", name, tc.code, err)
 		}
+	}
+}
+
+// With sigstore evidence only, manifest.toml is signed by nobody: its
+// image_ref must not decide allowed_image_refs / denied_image_refs. The
+// names judged are the signed statements' subjects (an attack found in
+// review: a dev tool's signed manifest repacked as "prod/app" passed).
+func TestCTPImageRefsNeedASignedName(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "rootfs/bin"), 0o755)
+	os.WriteFile(filepath.Join(dir, "rootfs/bin/tool"), []byte("#!/bin/sh\n"), 0o755)
+	path := filepath.Join(dir, "claims-prod.ctp")
+	// The attacker's manifest.toml claims a production name.
+	if _, err := ctp.Pack(context.Background(), filepath.Join(dir, "rootfs"), path, ctp.PackOptions{Name: "app", ImageRef: "registry.example/prod/app:1", Created: time.Unix(1700000000, 0)}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := ctp.OpenFile(path, ctp.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest := b.ManifestDescriptor().Digest.String()
+	b.Close()
+	stmtNamed := func(name string) []byte {
+		data, _ := json.Marshal(map[string]any{
+			"_type": StatementV01, "predicateType": ctp.PredicateSLSAv02,
+			"subject":   []map[string]any{{"name": name, "digest": map[string]string{"sha256": strings.TrimPrefix(manifest, "sha256:")}}},
+			"predicate": map[string]any{"builder": map[string]any{"id": builder}},
+		})
+		return data
+	}
+	k := mustKeyT(t)
+	pemB, _ := cryptoutils.MarshalPublicKeyToPEM(k.Public())
+	pol := fmt.Sprintf("version = 1\nsigstore_ignore_tlog = true\nallowed_image_refs = [\"registry.example/prod/*\"]\ndenied_image_refs = [\"registry.example/dev/*\"]\n[[signers]]\npublic_key = \"\"\"%s\"\"\"\n", pemB)
+	opts := ctp.VerifyOptions{Sigstore: PolicyVerifier{}}
+
+	// The trusted key signed the dev tool, under its own name.
+	devSigned := attach(t, path, sigstoretest.Keyed(t, stmtNamed("registry.example/dev/debug-tool"), k))
+	if _, err := verifyCTP(t, devSigned, pol, dir, opts); codeOf(err) != ctp.CodePolicyDenied {
+		t.Errorf("a dev tool's signed manifest under an unsigned prod image_ref: want %s, got %v", ctp.CodePolicyDenied, err)
+	}
+	// Signed under the production name: accepted.
+	prodSigned := attach(t, path, sigstoretest.Keyed(t, stmtNamed("registry.example/prod/app"), k))
+	if res, err := verifyCTP(t, prodSigned, pol, dir, opts); err != nil || res.Decision != ctp.Accept {
+		t.Errorf("signed under the production name: %v", err)
+	}
+	// A statement with no name for the image: nothing to judge, refused.
+	unnamed := attach(t, path, sigstoretest.Keyed(t, stmtNamed(""), k))
+	if _, err := verifyCTP(t, unnamed, pol, dir, opts); codeOf(err) != ctp.CodePolicyDenied {
+		t.Errorf("no signed name: want %s, got %v", ctp.CodePolicyDenied, err)
 	}
 }
