@@ -37,7 +37,16 @@ func (PolicyVerifier) VerifySigstore(_ context.Context, bundle []byte, artifactD
 			last = err
 			return nil, false
 		}
-		return &ctp.SigstoreVerified{Signer: id, Statement: res.Payload, TlogEntries: res.TlogEntries, SignedAt: res.SignedAt}, true
+		v := &ctp.SigstoreVerified{Signer: id, Statement: res.Payload, TlogEntries: res.TlogEntries}
+		if res.CertificateMode {
+			// A keyless signature was made while its short-lived
+			// certificate was valid, which the log's time was checked
+			// against: the observation dates the signing. A keyed
+			// signature can be logged again by anyone at any later time,
+			// so its log time proves only that it existed by then.
+			v.SignedAt = res.SignedAt
+		}
+		return v, true
 	}
 	keyless := isKeyless(bundle)
 	for _, s := range p.Signers {
