@@ -71,7 +71,8 @@ func oidcServer(t *testing.T, o OIDC) *Server {
 	if err := os.WriteFile(rc, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := ParseConfig([]byte(`runtime_config = "`+rc+`"
+	cfg, err := ParseConfig([]byte(`state_dir = "`+filepath.Join(dir, "state")+`"
+runtime_config = "`+rc+`"
 keys = "`+filepath.Join(dir, "keys.json")+`"
 `), "test")
 	if err != nil {

@@ -14,6 +14,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,6 +45,9 @@ type Server struct {
 
 	routes []routeInfo
 
+	// uploads bounds the bundle uploads verified at once, node-wide: each
+	// may be max_bundle_bytes on disk and is hashed in full.
+	uploads   chan struct{}
 	streamsMu sync.Mutex
 	streams   map[string]int // open event streams per key
 
@@ -66,6 +71,12 @@ func New(cfg *Config, client *containerd.Client, logger *slog.Logger) (*Server, 
 		log:     logger,
 		reg:     prometheus.NewRegistry(),
 		streams: map[string]int{},
+	}
+	// Bundle uploads a crash left behind.
+	if old, _ := filepath.Glob(filepath.Join(cfg.StateDir, uploadPattern)); len(old) > 0 {
+		for _, f := range old {
+			_ = os.Remove(f)
+		}
 	}
 	// The key file is checked now, so a bad one fails at start and not at
 	// the first request.
@@ -123,6 +134,7 @@ func New(cfg *Config, client *containerd.Client, logger *slog.Logger) (*Server, 
 	s.route(mux, "GET /api/v1/policies", ScopeRead, s.listChoices)
 	s.routeAudit(mux, "POST /api/v1/verify", ScopeRead, false, s.verifyImage)
 	s.bodyLimit = map[string]int64{"POST /api/v1/verify/bundle": s.cfg.Limits.MaxBundleBytes}
+	s.uploads = make(chan struct{}, maxUploads)
 	s.routeAudit(mux, "POST /api/v1/verify/bundle", ScopeRead, false, s.verifyBundle)
 	s.route(mux, "GET /api/v1/events", ScopeRead, s.events)
 	s.route(mux, "GET /api/v1/alerts", ScopeRead, s.alerts)

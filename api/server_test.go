@@ -28,7 +28,8 @@ func testServer(t *testing.T, limits Limits) (*Server, *KeyStore) {
 	if err := os.WriteFile(rc, []byte("profile = \"balanced\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := ParseConfig([]byte(`runtime_config = "`+rc+`"
+	cfg, err := ParseConfig([]byte(`state_dir = "`+filepath.Join(dir, "state")+`"
+runtime_config = "`+rc+`"
 keys = "`+filepath.Join(dir, "keys.json")+`"
 `), "test")
 	if err != nil {

@@ -122,6 +122,13 @@ func (s *Server) operatorPolicy(name string) (string, *policy.Policy, error) {
 	return name, pol, nil
 }
 
+// maxUploads bounds bundle uploads verified at once; uploadPattern names
+// their temporary files under state_dir.
+const (
+	maxUploads    = 2
+	uploadPattern = "upload-bundle-*.ctp"
+)
+
 // BundleVerifyResult is the verdict on an uploaded .ctp bundle.
 type BundleVerifyResult struct {
 	Policy      string   `json:"policy"`
@@ -145,7 +152,19 @@ func (s *Server) verifyBundle(w http.ResponseWriter, r *http.Request, _ Identity
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp("", "vordr-serve-bundle-*.ctp")
+	select {
+	case s.uploads <- struct{}{}:
+		defer func() { <-s.uploads }()
+	default:
+		w.Header().Set("Retry-After", "5")
+		return apiError(http.StatusTooManyRequests, CodeRateLimited, fmt.Sprintf("%d bundles are being verified already; retry after the Retry-After header's seconds", maxUploads))
+	}
+	// On state_dir's disk, not /tmp (often a small tmpfs); leftovers of a
+	// crash are removed at start (New).
+	if err := os.MkdirAll(s.cfg.StateDir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(s.cfg.StateDir, uploadPattern)
 	if err != nil {
 		return err
 	}

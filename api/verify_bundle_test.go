@@ -35,7 +35,7 @@ func TestVerifyBundleRoute(t *testing.T) {
 	os.WriteFile(pol, []byte("version = 1\n[[signers]]\nkey = \"release.pub\"\n"), 0o600)
 	rc := filepath.Join(dir, "runtime.toml")
 	os.WriteFile(rc, []byte("default_policy = \"release\"\n[policies]\nrelease = \""+pol+"\"\n"), 0o600)
-	cfg, err := ParseConfig([]byte("runtime_config = \""+rc+"\"\nkeys = \""+filepath.Join(dir, "keys.json")+"\"\n[limits]\nmax_bundle_bytes = 4194304\n"), "test")
+	cfg, err := ParseConfig([]byte("state_dir = \""+filepath.Join(dir, "state")+"\"\nruntime_config = \""+rc+"\"\nkeys = \""+filepath.Join(dir, "keys.json")+"\"\n[limits]\nmax_bundle_bytes = 4194304\n"), "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,5 +91,19 @@ func TestVerifyBundleRoute(t *testing.T) {
 	}
 	if rec, _ := post(pack("signed.ctp", true), "", ""); rec.Code != http.StatusUnauthorized {
 		t.Errorf("no key: %d", rec.Code)
+	}
+	// Uploads beyond the node-wide bound wait their turn (429), and none
+	// leaves a file behind.
+	for i := 0; i < cap(s.uploads); i++ {
+		s.uploads <- struct{}{}
+	}
+	if rec, _ := post(pack("signed.ctp", true), "", read); rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") == "" {
+		t.Errorf("uploads beyond the bound: %d %s", rec.Code, rec.Body)
+	}
+	for i := 0; i < cap(s.uploads); i++ {
+		<-s.uploads
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "state", uploadPattern)); len(left) > 0 {
+		t.Errorf("uploads left behind: %v", left)
 	}
 }
