@@ -649,7 +649,16 @@ func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request, id Identi
 	// output is all sent, or the client goes.
 	rc := http.NewResponseController(w)
 	_ = rc.Flush()
+	// Revoking the key or the token's expiry ends a follow too, checked
+	// every 15 s.
+	nextCheck := time.Now().Add(15 * time.Second)
 	for {
+		if time.Now().After(nextCheck) {
+			if _, err := s.authenticate(r, ScopeRead); err != nil {
+				return nil
+			}
+			nextCheck = time.Now().Add(15 * time.Second)
+		}
 		exited := false
 		if p, err := s.taskOf(ctx, cid); err != nil || p == nil || p.Status == tasktypes.Status_STOPPED {
 			exited = true // read once more: the last output may be new

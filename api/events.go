@@ -129,7 +129,10 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request, id Identity
 		writeJSON(w, http.StatusOK, map[string]any{"events": out})
 		return nil
 	}
-	return s.streamEvents(ctx, w, dir, f, one, ids)
+	// A stream outlives the request's check: revoking the key or the
+	// token's expiry must end it too, at the next keepalive.
+	recheck := func() error { _, err := s.authenticate(r, ScopeRead); return err }
+	return s.streamEvents(ctx, w, dir, f, one, ids, recheck)
 }
 
 // readEvents returns the matching lines of the event logs of ids(), at
@@ -193,7 +196,7 @@ func (s *Server) ownedIDs(ctx context.Context) ([]string, error) {
 // streamEvents sends matching log lines as server-sent events. Without a
 // container it follows every API container, and picks up new ones as they
 // appear.
-func (s *Server) streamEvents(ctx context.Context, w http.ResponseWriter, dir string, f eventFilter, one string, ids func() ([]string, error)) error {
+func (s *Server) streamEvents(ctx context.Context, w http.ResponseWriter, dir string, f eventFilter, one string, ids func() ([]string, error), recheck func() error) error {
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
@@ -262,6 +265,10 @@ func (s *Server) streamEvents(ctx context.Context, w http.ResponseWriter, dir st
 				rescan()
 			}
 		case <-keepalive.C:
+			if err := recheck(); err != nil {
+				_ = send([]byte("event: error\ndata: {\"error\":{\"code\":\"unauthenticated\",\"message\":\"credentials revoked or expired; the stream ends\"}}\n\n"))
+				return nil
+			}
 			if err := send([]byte(": keepalive\n\n")); err != nil {
 				return nil
 			}
