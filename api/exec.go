@@ -97,9 +97,20 @@ func (s *Server) execContainer(w http.ResponseWriter, r *http.Request, who Ident
 
 // exec runs req in container id's task, for who (the container's key or
 // an admin key), and waits for it.
+// maxExecs bounds the execs running at once, node-wide.
+const maxExecs = 32
+
 func (s *Server) exec(ctx context.Context, who Identity, id string, req ExecRequest) (ExecResult, error) {
 	if err := req.validate(); err != nil {
 		return ExecResult{}, err
+	}
+	// Each exec holds up to 2 MiB of output for up to its timeout: bound
+	// how many run at once, node-wide.
+	select {
+	case s.execs <- struct{}{}:
+		defer func() { <-s.execs }()
+	default:
+		return ExecResult{}, apiError(http.StatusTooManyRequests, CodeRateLimited, fmt.Sprintf("%d execs are running already; retry when one has finished", cap(s.execs)))
 	}
 	ctx = s.ns(ctx)
 	ctr, err := s.loadForWrite(ctx, id, who)

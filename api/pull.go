@@ -13,6 +13,8 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
 	"github.com/distribution/reference"
+
+	"github.com/vordr-project/vordr/plugin"
 )
 
 // Pull says from where an API caller may pull. Pulling makes the server
@@ -74,6 +76,12 @@ func (s *Server) pull(ctx context.Context, req PullRequest) (Image, error) {
 		return Image{}, apiError(http.StatusForbidden, CodeForbidden, msg)
 	}
 	ref := named.String()
+	// A record `vordr import` made carries verified evidence; a pull of the
+	// same name would replace its target and drop that evidence (a
+	// rollback or redirection of a name the operator vouched for).
+	if old, err := s.client.ImageService().Get(s.ns(ctx), ref); err == nil && old.Labels[plugin.LabelAttestations] != "" {
+		return Image{}, apiError(http.StatusConflict, CodeConflict, fmt.Sprintf("%s is an image the operator imported with verified evidence; a pull would replace it. Pull it under another tag, or ask the operator", ref))
+	}
 	var ropts []registry.Opt
 	if slices.Contains(s.cfg.Pull.PlainHTTP, host) {
 		ropts = append(ropts, registry.WithDefaultScheme("http"))

@@ -48,6 +48,7 @@ type Server struct {
 	// uploads bounds the bundle uploads verified at once, node-wide: each
 	// may be max_bundle_bytes on disk and is hashed in full.
 	uploads   chan struct{}
+	execs     chan struct{} // execs running at once (maxExecs)
 	streamsMu sync.Mutex
 	streams   map[string]int // open event streams per key
 
@@ -135,6 +136,7 @@ func New(cfg *Config, client *containerd.Client, logger *slog.Logger) (*Server, 
 	s.routeAudit(mux, "POST /api/v1/verify", ScopeRead, false, s.verifyImage)
 	s.bodyLimit = map[string]int64{"POST /api/v1/verify/bundle": s.cfg.Limits.MaxBundleBytes}
 	s.uploads = make(chan struct{}, maxUploads)
+	s.execs = make(chan struct{}, maxExecs)
 	s.routeAudit(mux, "POST /api/v1/verify/bundle", ScopeRead, false, s.verifyBundle)
 	s.route(mux, "GET /api/v1/events", ScopeRead, s.events)
 	s.route(mux, "GET /api/v1/alerts", ScopeRead, s.alerts)
