@@ -48,11 +48,15 @@ func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == webhookArg {
 		// The guard's helper: alerts on stdin, one JSON per line, POSTed.
-		if len(args) != 2 {
-			fmt.Fprintln(stderr, "vordr-verifier "+webhookArg+": usage: vordr-verifier webhook URL (alerts as JSON lines on stdin)")
+		target := os.Getenv(webhookURLEnv)
+		if len(args) == 2 {
+			target = args[1]
+		}
+		if len(args) > 2 || target == "" {
+			fmt.Fprintln(stderr, "vordr-verifier "+webhookArg+": usage: "+webhookURLEnv+"=URL vordr-verifier webhook (alerts as JSON lines on stdin)")
 			return exitError
 		}
-		if err := postAlerts(args[1], stdin, stderr); err != nil {
+		if err := postAlerts(target, stdin, stderr); err != nil {
 			fmt.Fprintln(stderr, "vordr-verifier "+webhookArg+": "+err.Error())
 			return exitError
 		}

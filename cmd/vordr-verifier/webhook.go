@@ -10,8 +10,12 @@ import (
 	"time"
 )
 
-// webhookArg must match the shim's guard.WebhookArg.
-const webhookArg = "webhook"
+// webhookArg and webhookURLEnv must match the shim's guard.WebhookArg and
+// guard.WebhookURLEnv.
+const (
+	webhookArg    = "webhook"
+	webhookURLEnv = "VORDR_WEBHOOK_URL"
+)
 
 // maxAlert bounds one alert line.
 const maxAlert = 1 << 20

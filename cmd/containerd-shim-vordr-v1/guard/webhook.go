@@ -5,6 +5,7 @@ package guard
 import (
 	"encoding/json"
 	"io"
+	"os"
 	"os/exec"
 	"sync"
 	"time"
@@ -16,8 +17,12 @@ import (
 )
 
 // WebhookArg is the helper's subcommand that posts alerts: `vordr-verifier
-// webhook URL` reads one JSON alert per line on stdin and POSTs each.
+// webhook` reads one JSON alert per line on stdin and POSTs each to the URL
+// in $VORDR_WEBHOOK_URL.
 const WebhookArg = "webhook"
+
+// WebhookURLEnv passes the URL to the helper.
+const WebhookURLEnv = "VORDR_WEBHOOK_URL"
 
 // webhook posts alerts as JSON to a URL, from a bounded queue so a slow or
 // dead receiver never holds up the guard; what does not fit is counted. The
@@ -68,7 +73,10 @@ func (w *webhook) start() *helperProc {
 	if w.helper == "" {
 		return nil
 	}
-	cmd := exec.Command(w.helper, WebhookArg, w.url)
+	cmd := exec.Command(w.helper, WebhookArg)
+	// In the environment, not argv: a URL may carry a token, and argv is
+	// readable by every user of the host (ps), the environment only by root.
+	cmd.Env = append(os.Environ(), WebhookURLEnv+"="+w.url)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil
