@@ -137,6 +137,9 @@ func (v *tokenVerifier) keyFor(ctx context.Context, kid string) (*jose.JSONWebKe
 		return k, nil
 	}
 	if v.cfg.JWKSURL != "" && v.now().Sub(v.fetchedAt) > time.Minute {
+		// Counted as a fetch whether or not it succeeds: while the issuer
+		// is slow or down, made-up kids must not each wait for a fetch.
+		v.fetchedAt = v.now()
 		if err := v.refresh(ctx); err != nil {
 			return nil, err
 		}
