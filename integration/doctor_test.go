@@ -56,7 +56,7 @@ func TestDoctorInstall(t *testing.T) {
 	os.WriteFile(good, []byte(`profile = "balanced"`+"\n"), 0o600)
 	path := shimDir + ":" + toolchain + ":/usr/sbin:/usr/bin:/sbin:/bin"
 	m, code := doctor(path, good)
-	for _, name := range []string{"shim", "containerd", "runc", "runtime-config"} {
+	for _, name := range []string{"shim", "shim-helper", "containerd", "runc", "runtime-config"} {
 		if !m[name].OK {
 			t.Errorf("doctor: %s: %s", name, m[name].Detail)
 		}
@@ -72,6 +72,18 @@ func TestDoctorInstall(t *testing.T) {
 	m, code = doctor(path, broken)
 	if code != 1 || m["policy prod"].OK || !strings.Contains(m["policy prod"].Detail, "mode") {
 		t.Errorf("doctor with a broken policy: exit %d, %+v", code, m["policy prod"])
+	}
+
+	// A shim without its helper, where alerts are to be posted: the
+	// webhook would drop every alert.
+	lone := filepath.Join(dir, "lone")
+	os.MkdirAll(lone, 0o755)
+	os.Symlink(filepath.Join(shimDir, "containerd-shim-vordr-v1"), filepath.Join(lone, "containerd-shim-vordr-v1"))
+	hooked := filepath.Join(dir, "webhook.toml")
+	os.WriteFile(hooked, []byte("[events]\nwebhook = \"https://alerts.example/hook\"\n"), 0o600)
+	m, code = doctor(lone+":"+toolchain+":/usr/sbin:/usr/bin:/sbin:/bin", hooked)
+	if code != 1 || m["shim-helper"].OK || !m["shim-helper"].Required {
+		t.Errorf("doctor with no helper and a webhook: exit %d, %+v", code, m["shim-helper"])
 	}
 
 	// No shim on PATH.

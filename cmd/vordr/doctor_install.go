@@ -53,6 +53,17 @@ func checkInstall(confD string) []installCheck {
 		err = fmt.Errorf("containerd-shim-vordr-v1 is not on PATH: containerd cannot start io.containerd.vordr.v1 (make install, or vordr-node.sh)")
 	}
 	add("shim", true, err, shim)
+	helper := shimHelper(shim)
+	helperErr := error(nil)
+	if helper == "" {
+		helperErr = fmt.Errorf("vordr-verifier is neither beside the shim, nor in ../libexec/vordr/image-verifier, nor on PATH: the gate refuses sigstore evidence and alert webhooks are dropped (make install puts it in PREFIX/libexec/vordr/image-verifier)")
+	}
+	// Needed for sure when the runtime config posts alerts.
+	webhook := false
+	if c, err := config.Default(); err == nil && c.Events.Webhook != "" {
+		webhook = true
+	}
+	add("shim-helper", webhook, helperErr, helper)
 
 	if p, err := exec.LookPath("containerd"); err != nil {
 		add("containerd", true, fmt.Errorf("containerd is not on PATH"), "")
@@ -125,6 +136,24 @@ func checkInstall(confD string) []installCheck {
 	}
 	add("guard-set", false, nil, monitor.NodeSetStatus(monitor.Options{}))
 	return out
+}
+
+// shimHelper finds vordr-verifier where the shim does (task.HelperPath):
+// beside the shim, in the install layout relative to it, then on PATH.
+func shimHelper(shim string) string {
+	const name = "vordr-verifier"
+	if shim != "" {
+		dir := filepath.Dir(shim)
+		for _, p := range []string{filepath.Join(dir, name), filepath.Join(dir, "..", "libexec", "vordr", "image-verifier", name)} {
+			if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+				return p
+			}
+		}
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	return ""
 }
 
 func atoi(s string) int {
