@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
+	"time"
 
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/errdefs"
@@ -61,7 +63,43 @@ func WriteStore(dir string, md digest.Digest, attestJSON, manifestTOML []byte) e
 		return fmt.Errorf("evidence store: %w", err)
 	}
 	_ = os.RemoveAll(old)
+	pruneStore(dir, StoreKeep)
 	return nil
+}
+
+// StoreKeep bounds the evidence store: the most recently stored entries are
+// kept (each is written again at every verified pull of its manifest).
+const StoreKeep = 1000
+
+// pruneStore removes all but the keep newest entries of dir: a node that
+// pulls many images must not grow the store for ever. An entry removed for
+// an image still in use only means the gate refuses new containers of it
+// until it is pulled again.
+func pruneStore(dir string, keep int) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	type entry struct {
+		name string
+		mod  time.Time
+	}
+	var all []entry
+	for _, e := range ents {
+		if !e.IsDir() || len(e.Name()) != 64 {
+			continue // temporaries and strays are not entries
+		}
+		if fi, err := e.Info(); err == nil {
+			all = append(all, entry{e.Name(), fi.ModTime()})
+		}
+	}
+	if len(all) <= keep {
+		return
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].mod.After(all[j].mod) })
+	for _, e := range all[keep:] {
+		_ = os.RemoveAll(filepath.Join(dir, e.name))
+	}
 }
 
 // OfStore is the evidence recorded in dir for img's manifest (by WriteStore),

@@ -2,9 +2,11 @@ package evidence
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/opencontainers/go-digest"
@@ -63,5 +65,26 @@ func TestEvidenceStore(t *testing.T) {
 	}
 	if err := WriteStore(dir, "sha256:bad", nil, nil); err == nil {
 		t.Error("bad digest accepted")
+	}
+}
+
+func TestEvidenceStorePruned(t *testing.T) {
+	dir := t.TempDir()
+	var newest digest.Digest
+	for i := 0; i < 5; i++ {
+		newest = digest.FromString(fmt.Sprint("manifest ", i))
+		if err := WriteStore(dir, newest, []byte("a"), []byte("t")); err != nil {
+			t.Fatal(err)
+		}
+		// Distinct mtimes, oldest first.
+		os.Chtimes(filepath.Join(dir, newest.Encoded()), time.Now().Add(time.Duration(i-10)*time.Minute), time.Now().Add(time.Duration(i-10)*time.Minute))
+	}
+	pruneStore(dir, 2)
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 2 {
+		t.Fatalf("%d entries left, want 2", len(ents))
+	}
+	if _, err := os.Stat(filepath.Join(dir, newest.Encoded())); err != nil {
+		t.Errorf("the newest entry was pruned: %v", err)
 	}
 }
