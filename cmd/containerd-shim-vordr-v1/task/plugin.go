@@ -45,6 +45,7 @@ func init() {
 			plugins.InternalPlugin,
 		},
 		InitFn: func(ic *plugin.InitContext) (any, error) {
+			DeferGC() // until the first Create has answered (gc.go)
 			pp, err := ic.GetByID(plugins.EventPlugin, "publisher")
 			if err != nil {
 				return nil, err

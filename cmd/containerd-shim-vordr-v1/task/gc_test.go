@@ -1,0 +1,26 @@
+//go:build linux
+
+package task
+
+import (
+	"runtime/debug"
+	"testing"
+)
+
+// Collection is off from the shim's start to its first Create's answer,
+// then back at the shim library's setting; later calls change nothing.
+func TestDeferGC(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	DeferGC()
+	if got := debug.SetGCPercent(-1); got != -1 {
+		t.Fatalf("after DeferGC: GOGC %d, want off (-1)", got)
+	}
+	ResumeGC()
+	if got := debug.SetGCPercent(77); got != shimGCPercent {
+		t.Fatalf("after ResumeGC: GOGC %d, want %d", got, shimGCPercent)
+	}
+	ResumeGC() // once only: the operator's or the library's later setting stays
+	if got := debug.SetGCPercent(100); got != 77 {
+		t.Fatalf("a second ResumeGC changed GOGC to %d", got)
+	}
+}
