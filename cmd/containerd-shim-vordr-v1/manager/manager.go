@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
@@ -46,6 +47,9 @@ func New(name string) shim.Shim {
 // that the runc manager honours settings such as ShimCgroup, then starts the
 // shim as runc.v2 does (grouping a pod's containers into one shim process).
 func (m *manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (*bootapi.BootstrapResult, error) {
+	// This process only starts the daemon and exits: collecting its few
+	// MiB of garbage would be time containerd waits for.
+	debug.SetGCPercent(-1)
 	for _, ext := range params.GetExtensions() {
 		v := ext.GetValue()
 		if v == nil || v.GetTypeUrl() == "" {
@@ -108,6 +112,7 @@ func (m *manager) Info(ctx context.Context, optionsR io.Reader) (*types.RuntimeI
 // the runc manager would still call `runc delete` with runc's default root and
 // create state under /run/containerd/runc. Return what it would have returned.
 func (m *manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
+	debug.SetGCPercent(-1) // a short-lived process too (see Start)
 	cwd, err := os.Getwd()
 	if err != nil {
 		return shim.StopStatus{}, err
