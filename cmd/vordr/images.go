@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"sort"
 	"strings"
 	"text/tabwriter"
 
@@ -11,31 +10,6 @@ import (
 
 	"github.com/vordr-project/vordr/plugin"
 )
-
-// imageState is one row of `vordr images`.
-type imageState struct {
-	Name         string   `json:"name"`
-	Digest       string   `json:"digest"`
-	State        string   `json:"state"` // verified, unverified, or the import's warn/audit decision
-	Reason       string   `json:"reason,omitempty"`
-	Signers      []string `json:"signers"`
-	Predicates   []string `json:"predicates"`
-	Policy       string   `json:"policy,omitempty"`
-	VerifiedAt   string   `json:"verifiedAt,omitempty"`
-	Bundle       string   `json:"bundle,omitempty"`
-	Attestations string   `json:"attestations,omitempty"`
-	// AliasOf names the verified record this one shares its manifest with:
-	// CRI adds such records (repo@digest, the bare digest) and the gate
-	// accepts them through the verified one.
-	AliasOf string `json:"aliasOf,omitempty"`
-}
-
-func splitList(s string) []string {
-	if s == "" {
-		return []string{}
-	}
-	return strings.Split(s, ",")
-}
 
 var imagesCommand = &cli.Command{
 	Name:  "images",
@@ -56,38 +30,7 @@ var imagesCommand = &cli.Command{
 		if err != nil {
 			return cli.Exit(fmt.Sprintf("list images: %v", err), exitUsage)
 		}
-		sort.Slice(imgs, func(i, j int) bool { return imgs[i].Name < imgs[j].Name })
-		rows := make([]imageState, 0, len(imgs))
-		for _, img := range imgs {
-			l := img.Labels
-			r := imageState{Name: img.Name, Digest: img.Target.Digest.String(), State: "unverified",
-				Signers: splitList(l[plugin.LabelSigners]), Predicates: splitList(l[plugin.LabelPredicates]),
-				Policy: l[plugin.LabelPolicyDigest], VerifiedAt: l[plugin.LabelVerifiedAt],
-				Bundle: l[plugin.LabelBundleDigest], Attestations: l[plugin.LabelAttestations]}
-			switch d := l[plugin.LabelDecision]; {
-			case d == "accept" && r.Attestations != "":
-				r.State = "verified"
-			case d != "":
-				r.State = "unverified (" + d + ")"
-				r.Reason = l[plugin.LabelReason]
-			}
-			rows = append(rows, r)
-		}
-		// Records without evidence whose manifest a verified record has
-		// are aliases of it, not unverified images.
-		verifiedBy := map[string]string{}
-		for _, r := range rows {
-			if r.State == "verified" {
-				if _, ok := verifiedBy[r.Digest]; !ok {
-					verifiedBy[r.Digest] = r.Name
-				}
-			}
-		}
-		for i, r := range rows {
-			if v, ok := verifiedBy[r.Digest]; ok && r.Attestations == "" && r.Name != v {
-				rows[i].State, rows[i].AliasOf = "verified (alias)", v
-			}
-		}
+		rows := plugin.ImageStates(imgs)
 		if c.Bool("json") {
 			enc := json.NewEncoder(c.App.Writer)
 			enc.SetIndent("", "  ")
