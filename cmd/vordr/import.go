@@ -78,30 +78,39 @@ var importCommand = &cli.Command{
 		if err != nil {
 			return exitFor(err)
 		}
-		w := c.App.Writer
-		if c.Bool("quiet") {
-			fmt.Fprintln(w, res.Image.Name)
-			return nil
-		}
 		verb := "imported"
 		if res.Updated {
 			verb = "updated"
 		}
-		fmt.Fprintf(w, "%s %s\n", verb, res.Image.Name)
-		fmt.Fprintf(w, "  image:        %s\n", res.Image.Target.Digest)
-		fmt.Fprintf(w, "  decision:     %s", res.Verification.Decision)
-		if res.Verification.ErrorCode != "" {
-			fmt.Fprintf(w, " (%s)", res.Verification.Message)
-		}
-		fmt.Fprintln(w)
-		fmt.Fprintf(w, "  bundle:       %s\n", res.BundleDigest)
-		fmt.Fprintf(w, "  signers:      %s\n", res.Image.Labels[plugin.LabelSigners])
-		fmt.Fprintf(w, "  predicates:   %s\n", res.Image.Labels[plugin.LabelPredicates])
-		fmt.Fprintf(w, "  policy:       %s\n", res.PolicyDigest)
-		fmt.Fprintf(w, "  attestations: %s\n", res.Attestations.Digest)
-		fmt.Fprintf(w, "  snapshot:     %s %s\n", res.Snapshotter, res.ChainID)
+		printImport(c, verb, res, "")
 		return nil
 	},
+}
+
+// printImport reports an import (vordr import, vordr pull): the image name
+// alone with --quiet, else what was verified and stored.
+func printImport(c *cli.Context, verb string, res *plugin.ImportResult, evidence string) {
+	w := c.App.Writer
+	if c.Bool("quiet") {
+		fmt.Fprintln(w, res.Image.Name)
+		return
+	}
+	fmt.Fprintf(w, "%s %s\n", verb, res.Image.Name)
+	fmt.Fprintf(w, "  image:        %s\n", res.Image.Target.Digest)
+	if evidence != "" {
+		fmt.Fprintf(w, "  evidence:     %s\n", evidence)
+	}
+	fmt.Fprintf(w, "  decision:     %s", res.Verification.Decision)
+	if res.Verification.ErrorCode != "" {
+		fmt.Fprintf(w, " (%s)", res.Verification.Message)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "  bundle:       %s\n", res.BundleDigest)
+	fmt.Fprintf(w, "  signers:      %s\n", res.Image.Labels[plugin.LabelSigners])
+	fmt.Fprintf(w, "  predicates:   %s\n", res.Image.Labels[plugin.LabelPredicates])
+	fmt.Fprintf(w, "  policy:       %s\n", res.PolicyDigest)
+	fmt.Fprintf(w, "  attestations: %s\n", res.Attestations.Digest)
+	fmt.Fprintf(w, "  snapshot:     %s %s\n", res.Snapshotter, res.ChainID)
 }
 
 // policyFromFlags loads --policy, or builds a strict policy from --key.

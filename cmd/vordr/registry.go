@@ -105,24 +105,11 @@ var pullCommand = &cli.Command{
 			}
 			return exitFor(err)
 		}
-		w := c.App.Writer
-		if c.Bool("quiet") {
-			fmt.Fprintln(w, res.Image.Name)
-			return nil
-		}
 		verb := "pulled"
 		if res.Updated {
 			verb = "pulled (updated)"
 		}
-		fmt.Fprintf(w, "%s %s\n", verb, res.Image.Name)
-		fmt.Fprintf(w, "  image:        %s\n", res.Image.Target.Digest)
-		fmt.Fprintf(w, "  evidence:     %s\n", used.Evidence.Digest)
-		fmt.Fprintf(w, "  decision:     %s\n", res.Verification.Decision)
-		fmt.Fprintf(w, "  bundle:       %s\n", res.BundleDigest)
-		fmt.Fprintf(w, "  signers:      %s\n", res.Image.Labels[plugin.LabelSigners])
-		fmt.Fprintf(w, "  predicates:   %s\n", res.Image.Labels[plugin.LabelPredicates])
-		fmt.Fprintf(w, "  policy:       %s\n", res.PolicyDigest)
-		fmt.Fprintf(w, "  snapshot:     %s %s\n", res.Snapshotter, res.ChainID)
+		printImport(c, verb, res, used.Evidence.Digest.String())
 		return nil
 	},
 }
