@@ -30,7 +30,6 @@ import (
 	"github.com/vordr-project/vordr/ctp/policy"
 	"github.com/vordr-project/vordr/internal/daemon"
 	"github.com/vordr-project/vordr/plugin"
-	"github.com/vordr-project/vordr/plugin/verifier"
 	"github.com/vordr-project/vordr/referrers"
 )
 
@@ -392,37 +391,9 @@ func TestReferrersTagSchema(t *testing.T) {
 func TestReferrersVerifierPull(t *testing.T) {
 	k := testKeys(t)
 	regAddr := startRegistry(t)
-	work := t.TempDir()
-	binDir := filepath.Join(work, "verifiers")
-	if err := os.MkdirAll(binDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := runGo("build", "-o", filepath.Join(binDir, "vordr-verifier"), "../cmd/vordr-verifier"); err != nil {
-		t.Fatalf("build vordr-verifier: %v\n%s", err, out)
-	}
-	cfg := filepath.Join(work, "verifier.toml")
-	evDir := filepath.Join(work, "evidence")
-	body := fmt.Sprintf("policy = %q\nregistry_referrers = true\nplain_http_registries = [%q]\nevidence_dir = %q\n", k.policies[policy.Strict], regAddr, evDir)
-	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ddir, err := os.MkdirTemp("", "vordr-ctrd-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := startDaemon(context.Background(), daemon.Options{
-		Dir:         ddir,
-		ExtraConfig: fmt.Sprintf("[plugins.\"io.containerd.image-verifier.v1.bindir\"]\n  bin_dir = %q\n  max_verifiers = 1\n  per_verifier_timeout = \"20s\"\n", binDir),
-		Env:         []string{verifier.EnvConfig + "=" + cfg},
-	})
-	if err != nil {
-		_ = os.RemoveAll(ddir)
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if leaks := d.Stop(); len(leaks) > 0 {
-			t.Errorf("containerd had to clean up by force: %v", leaks)
-		}
+	evDir := filepath.Join(t.TempDir(), "evidence")
+	d := startVerifyingDaemon(t, func(string) string {
+		return fmt.Sprintf("policy = %q\nregistry_referrers = true\nplain_http_registries = [%q]\nevidence_dir = %q\n", k.policies[policy.Strict], regAddr, evDir)
 	})
 	e := newEnv(t, d, runtimes[2])
 

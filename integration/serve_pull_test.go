@@ -4,11 +4,9 @@ package integration
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,9 +16,7 @@ import (
 
 	"github.com/vordr-project/vordr/api"
 	"github.com/vordr-project/vordr/ctp/policy"
-	"github.com/vordr-project/vordr/internal/daemon"
 	"github.com/vordr-project/vordr/plugin"
-	"github.com/vordr-project/vordr/plugin/verifier"
 )
 
 // TestServePull: POST /api/v1/images/pull goes through containerd's
@@ -31,35 +27,8 @@ import (
 func TestServePull(t *testing.T) {
 	k := testKeys(t)
 	regAddr := startRegistry(t)
-	work := t.TempDir()
-	binDir := filepath.Join(work, "verifiers")
-	if err := os.MkdirAll(binDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := runGo("build", "-o", filepath.Join(binDir, "vordr-verifier"), "../cmd/vordr-verifier"); err != nil {
-		t.Fatalf("build vordr-verifier: %v\n%s", err, out)
-	}
-	ddir, err := os.MkdirTemp("", "vordr-ctrd-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(work, "verifier.toml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("policy = %q\ncontainerd_address = %q\n", k.policies[policy.Strict], filepath.Join(ddir, "c.sock"))), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	d, err := startDaemon(context.Background(), daemon.Options{
-		Dir:         ddir,
-		ExtraConfig: fmt.Sprintf("[plugins.\"io.containerd.image-verifier.v1.bindir\"]\n  bin_dir = %q\n  max_verifiers = 1\n  per_verifier_timeout = \"20s\"\n", binDir),
-		Env:         []string{verifier.EnvConfig + "=" + cfg},
-	})
-	if err != nil {
-		_ = os.RemoveAll(ddir)
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if leaks := d.Stop(); len(leaks) > 0 {
-			t.Errorf("containerd had to clean up by force: %v", leaks)
-		}
+	d := startVerifyingDaemon(t, func(ddir string) string {
+		return fmt.Sprintf("policy = %q\ncontainerd_address = %q\n", k.policies[policy.Strict], filepath.Join(ddir, "c.sock"))
 	})
 	e := newEnv(t, d, gateRuntime(t, d, "strict"))
 

@@ -123,38 +123,12 @@ func TestVerifierPull(t *testing.T) {
 	k := testKeys(t)
 	regAddr := startRegistry(t)
 
-	work := t.TempDir()
-	binDir, bundles := filepath.Join(work, "verifiers"), filepath.Join(work, "bundles")
-	for _, d := range []string{binDir, bundles} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if out, err := runGo("build", "-o", filepath.Join(binDir, "vordr-verifier"), "../cmd/vordr-verifier"); err != nil {
-		t.Fatalf("build vordr-verifier: %v\n%s", err, out)
-	}
-	ddir, err := os.MkdirTemp("", "vordr-ctrd-")
-	if err != nil {
+	bundles := filepath.Join(t.TempDir(), "bundles")
+	if err := os.MkdirAll(bundles, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cfg := filepath.Join(work, "verifier.toml")
-	cfgBody := fmt.Sprintf("policy = %q\ncontainerd_address = %q\nbundle_dirs = [%q]\n", k.policies[policy.Strict], filepath.Join(ddir, "c.sock"), bundles)
-	if err := os.WriteFile(cfg, []byte(cfgBody), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	d, err := startDaemon(context.Background(), daemon.Options{
-		Dir:         ddir,
-		ExtraConfig: fmt.Sprintf("[plugins.\"io.containerd.image-verifier.v1.bindir\"]\n  bin_dir = %q\n  max_verifiers = 1\n  per_verifier_timeout = \"20s\"\n", binDir),
-		Env:         []string{verifier.EnvConfig + "=" + cfg},
-	})
-	if err != nil {
-		_ = os.RemoveAll(ddir)
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if leaks := d.Stop(); len(leaks) > 0 {
-			t.Errorf("containerd had to clean up by force: %v", leaks)
-		}
+	d := startVerifyingDaemon(t, func(ddir string) string {
+		return fmt.Sprintf("policy = %q\ncontainerd_address = %q\nbundle_dirs = [%q]\n", k.policies[policy.Strict], filepath.Join(ddir, "c.sock"), bundles)
 	})
 	blocked := func(err error, what string) {
 		t.Helper()
@@ -238,4 +212,44 @@ func TestVerifierPull(t *testing.T) {
 			t.Fatalf("pull with the signed bundle in the directory: %v", err)
 		}
 	})
+}
+
+// startVerifyingDaemon starts a private containerd whose image-verifier
+// bindir holds vordr-verifier, configured by the TOML body returns (given
+// the daemon's directory, for containerd_address), and stops it when the
+// test ends.
+func startVerifyingDaemon(t *testing.T, body func(ddir string) string) *daemon.Daemon {
+	t.Helper()
+	work := t.TempDir()
+	binDir := filepath.Join(work, "verifiers")
+	if err := os.MkdirAll(binDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runGo("build", "-o", filepath.Join(binDir, "vordr-verifier"), "../cmd/vordr-verifier"); err != nil {
+		t.Fatalf("build vordr-verifier: %v\n%s", err, out)
+	}
+	ddir, err := os.MkdirTemp("", "vordr-ctrd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(work, "verifier.toml")
+	if err := os.WriteFile(cfg, []byte(body(ddir)), 0o644); err != nil {
+		_ = os.RemoveAll(ddir)
+		t.Fatal(err)
+	}
+	d, err := startDaemon(context.Background(), daemon.Options{
+		Dir:         ddir,
+		ExtraConfig: fmt.Sprintf("[plugins.\"io.containerd.image-verifier.v1.bindir\"]\n  bin_dir = %q\n  max_verifiers = 1\n  per_verifier_timeout = \"20s\"\n", binDir),
+		Env:         []string{verifier.EnvConfig + "=" + cfg},
+	})
+	if err != nil {
+		_ = os.RemoveAll(ddir)
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if leaks := d.Stop(); len(leaks) > 0 {
+			t.Errorf("containerd had to clean up by force: %v", leaks)
+		}
+	})
+	return d
 }
