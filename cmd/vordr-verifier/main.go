@@ -32,6 +32,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/vordr-project/vordr/ctp/sigstore"
+	"github.com/vordr-project/vordr/internal/helper"
 	"github.com/vordr-project/vordr/plugin/sigstorecheck"
 	"github.com/vordr-project/vordr/plugin/verifier"
 	"github.com/vordr-project/vordr/version"
@@ -46,18 +47,18 @@ const (
 func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == webhookArg {
+	if len(args) > 0 && args[0] == helper.WebhookArg {
 		// The guard's helper: alerts on stdin, one JSON per line, POSTed.
-		target := os.Getenv(webhookURLEnv)
+		target := os.Getenv(helper.WebhookURLEnv)
 		if len(args) == 2 {
 			target = args[1]
 		}
 		if len(args) > 2 || target == "" {
-			fmt.Fprintln(stderr, "vordr-verifier "+webhookArg+": usage: "+webhookURLEnv+"=URL vordr-verifier webhook (alerts as JSON lines on stdin)")
+			fmt.Fprintln(stderr, "vordr-verifier "+helper.WebhookArg+": usage: "+helper.WebhookURLEnv+"=URL vordr-verifier webhook (alerts as JSON lines on stdin)")
 			return exitError
 		}
 		if err := postAlerts(target, stdin, stderr); err != nil {
-			fmt.Fprintln(stderr, "vordr-verifier "+webhookArg+": "+err.Error())
+			fmt.Fprintln(stderr, "vordr-verifier "+helper.WebhookArg+": "+err.Error())
 			return exitError
 		}
 		return exitOK

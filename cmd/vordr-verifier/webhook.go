@@ -10,13 +10,6 @@ import (
 	"time"
 )
 
-// webhookArg and webhookURLEnv must match the shim's guard.WebhookArg and
-// guard.WebhookURLEnv.
-const (
-	webhookArg    = "webhook"
-	webhookURLEnv = "VORDR_WEBHOOK_URL"
-)
-
 // maxAlert bounds one alert line.
 const maxAlert = 1 << 20
 

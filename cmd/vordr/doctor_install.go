@@ -16,6 +16,7 @@ import (
 
 	"github.com/vordr-project/vordr/config"
 	"github.com/vordr-project/vordr/ctp/policy"
+	"github.com/vordr-project/vordr/internal/helper"
 	"github.com/vordr-project/vordr/monitor"
 	"github.com/vordr-project/vordr/plugin/verifier"
 )
@@ -53,9 +54,9 @@ func checkInstall(confD string) []installCheck {
 		err = fmt.Errorf("containerd-shim-vordr-v1 is not on PATH: containerd cannot start io.containerd.vordr.v1 (make install, or vordr-node.sh)")
 	}
 	add("shim", true, err, shim)
-	helper := shimHelper(shim)
+	helperPath := helper.Find(shim)
 	helperErr := error(nil)
-	if helper == "" {
+	if helperPath == "" {
 		helperErr = fmt.Errorf("vordr-verifier is neither beside the shim, nor in ../libexec/vordr/image-verifier, nor on PATH: the gate refuses sigstore evidence and alert webhooks are dropped (make install puts it in PREFIX/libexec/vordr/image-verifier)")
 	}
 	// Needed for sure when the runtime config posts alerts.
@@ -63,7 +64,7 @@ func checkInstall(confD string) []installCheck {
 	if c, err := config.Default(); err == nil && c.Events.Webhook != "" {
 		webhook = true
 	}
-	add("shim-helper", webhook, helperErr, helper)
+	add("shim-helper", webhook, helperErr, helperPath)
 
 	if p, err := exec.LookPath("containerd"); err != nil {
 		add("containerd", true, fmt.Errorf("containerd is not on PATH"), "")
@@ -136,24 +137,6 @@ func checkInstall(confD string) []installCheck {
 	}
 	add("guard-set", false, nil, monitor.NodeSetStatus(monitor.Options{}))
 	return out
-}
-
-// shimHelper finds vordr-verifier where the shim does (task.HelperPath):
-// beside the shim, in the install layout relative to it, then on PATH.
-func shimHelper(shim string) string {
-	const name = "vordr-verifier"
-	if shim != "" {
-		dir := filepath.Dir(shim)
-		for _, p := range []string{filepath.Join(dir, name), filepath.Join(dir, "..", "libexec", "vordr", "image-verifier", name)} {
-			if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-				return p
-			}
-		}
-	}
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	return ""
 }
 
 func atoi(s string) int {

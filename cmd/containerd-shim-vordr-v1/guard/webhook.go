@@ -13,16 +13,9 @@ import (
 	"github.com/containerd/containerd/v2/pkg/sys/reaper"
 
 	"github.com/vordr-project/vordr/cmd/containerd-shim-vordr-v1/task"
+	"github.com/vordr-project/vordr/internal/helper"
 	"github.com/vordr-project/vordr/monitor"
 )
-
-// WebhookArg is the helper's subcommand that posts alerts: `vordr-verifier
-// webhook` reads one JSON alert per line on stdin and POSTs each to the URL
-// in $VORDR_WEBHOOK_URL.
-const WebhookArg = "webhook"
-
-// WebhookURLEnv passes the URL to the helper.
-const WebhookURLEnv = "VORDR_WEBHOOK_URL"
 
 // webhook posts alerts as JSON to a URL, from a bounded queue so a slow or
 // dead receiver never holds up the guard; what does not fit is counted. The
@@ -73,10 +66,8 @@ func (w *webhook) start() *helperProc {
 	if w.helper == "" {
 		return nil
 	}
-	cmd := exec.Command(w.helper, WebhookArg)
-	// In the environment, not argv: a URL may carry a token, and argv is
-	// readable by every user of the host (ps), the environment only by root.
-	cmd.Env = append(os.Environ(), WebhookURLEnv+"="+w.url)
+	cmd := exec.Command(w.helper, helper.WebhookArg)
+	cmd.Env = append(os.Environ(), helper.WebhookURLEnv+"="+w.url) // not argv (internal/helper)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil

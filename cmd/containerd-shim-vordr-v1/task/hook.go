@@ -7,13 +7,14 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime/debug"
 
 	"github.com/containerd/containerd/v2/pkg/sys/reaper"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/vordr-project/vordr/internal/helper"
 )
 
 // Hook is one of vordr's additions to the runc task lifecycle: the
@@ -96,27 +97,10 @@ func RunReaped(cmd *exec.Cmd) error {
 	return nil
 }
 
-// HelperPath finds vordr-verifier, the shim's helper for what would make the
-// shim big if it were linked in (sigstore-bundle checks for the gate, alert
-// webhooks for the guard: sigstore-go, net/http and TLS are several MiB of
-// every shim's memory): beside the shim, where `make install` puts the
-// image-verifier directory relative to it (PREFIX/bin and
-// PREFIX/libexec/vordr/image-verifier), then on PATH. containerd's PATH may
-// hold neither, so the install layout is searched first. Empty when absent.
+// HelperPath finds vordr-verifier, the shim's helper (internal/helper),
+// beside this shim or in the install layout relative to it. Empty when
+// absent.
 func HelperPath() string {
-	const name = "vordr-verifier"
-	var candidates []string
-	if self, err := os.Executable(); err == nil {
-		dir := filepath.Dir(self)
-		candidates = append(candidates, filepath.Join(dir, name), filepath.Join(dir, "..", "libexec", "vordr", "image-verifier", name))
-	}
-	for _, p := range candidates {
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-			return p
-		}
-	}
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	return ""
+	self, _ := os.Executable()
+	return helper.Find(self)
 }
