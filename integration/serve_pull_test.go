@@ -95,4 +95,22 @@ func TestServePull(t *testing.T) {
 	if r := pull("registry.example.com/vordr/x:1"); r.status != http.StatusForbidden {
 		t.Errorf("pull from a registry not listed: %d %s", r.status, r.body)
 	}
+
+	// A name the operator imported with verified evidence is not the API
+	// caller's to repoint: the pull is refused before anything is fetched,
+	// and the record keeps its target and evidence.
+	imported := regAddr + "/vordr/serve-imported:1"
+	ir, err := plugin.Import(e.ctx, e.c, makeBundle(t, bundleOpts{ref: "docker.io/vordr/serve-imported:1", marker: "serve-imported", sign: true}),
+		k.policy(t, policy.Strict), plugin.ImportOptions{Name: imported})
+	if err != nil {
+		t.Fatal(err)
+	}
+	removeImage(e, imported)
+	if r := pull(imported); r.status != http.StatusConflict {
+		t.Errorf("pull over an operator-imported record: %d %s", r.status, r.body)
+	}
+	after, err := e.c.ImageService().Get(e.ctx, imported)
+	if err != nil || after.Target.Digest != ir.Image.Target.Digest || after.Labels[plugin.LabelAttestations] == "" {
+		t.Errorf("the imported record changed: %+v %v", after, err)
+	}
 }
