@@ -56,6 +56,16 @@ func cloneAttestations(a AttestationBundle) AttestationBundle {
 // in and writes the result to out (which may be in). Earlier signatures are
 // kept. The bundle's blobs are verified first: signing vouches for them.
 func Sign(ctx context.Context, in, out string, signers []*keys.Signer, opts Options) error {
+	return rewriteAttestations(ctx, in, out, opts, func(_ *Bundle, att *AttestationBundle) error {
+		return signAll(att, signers)
+	})
+}
+
+// rewriteAttestations opens the bundle at in, verifies its blobs (whatever
+// is added vouches for them), lets change edit a copy of its attestations,
+// and writes the bundle with them to out (which may be in), compressed as
+// in was.
+func rewriteAttestations(ctx context.Context, in, out string, opts Options, change func(b *Bundle, att *AttestationBundle) error) error {
 	b, err := OpenFile(in, opts)
 	if err != nil {
 		return err
@@ -65,12 +75,15 @@ func Sign(ctx context.Context, in, out string, signers []*keys.Signer, opts Opti
 		return err
 	}
 	att := cloneAttestations(b.attest)
-	if err := signAll(&att, signers); err != nil {
+	if err := change(b, &att); err != nil {
 		return err
 	}
 	aj, err := canonical.Marshal(att)
 	if err != nil {
 		return err
+	}
+	if int64(len(aj)) > DefaultLimits.MaxAttestationJSON {
+		return fmt.Errorf("attestations would be %d bytes, limit %d", len(aj), DefaultLimits.MaxAttestationJSON)
 	}
 	comp, err := CompressionOf(in)
 	if err != nil {
@@ -162,14 +175,12 @@ func isLowerHex(s string, n int) bool {
 // which logs to trust is the verifier's choice. Identical entries are stored
 // once.
 func AttachLogEntries(ctx context.Context, in, out string, entries []LogEntry, opts Options) error {
-	b, err := OpenFile(in, opts)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	if err := b.VerifyBlobs(ctx); err != nil {
-		return err
-	}
+	return rewriteAttestations(ctx, in, out, opts, func(b *Bundle, att *AttestationBundle) error {
+		return addLogEntries(b, att, entries)
+	})
+}
+
+func addLogEntries(b *Bundle, att *AttestationBundle, entries []LogEntry) error {
 	sigs := map[string]bool{}
 	for _, env := range b.attest.Attestations {
 		for _, s := range env.Signatures {
@@ -180,7 +191,6 @@ func AttachLogEntries(ctx context.Context, in, out string, entries []LogEntry, o
 			sigs[d] = true
 		}
 	}
-	att := cloneAttestations(b.attest)
 	have := map[string]bool{}
 	for _, e := range att.LogEntries {
 		have[entryKey(e)] = true
@@ -198,15 +208,7 @@ func AttachLogEntries(ctx context.Context, in, out string, entries []LogEntry, o
 		have[entryKey(e)] = true
 		att.LogEntries = append(att.LogEntries, e)
 	}
-	aj, err := canonical.Marshal(att)
-	if err != nil {
-		return err
-	}
-	comp, err := CompressionOf(in)
-	if err != nil {
-		return err
-	}
-	return b.rewrite(out, comp, aj)
+	return nil
 }
 
 func entryKey(e LogEntry) string {
@@ -241,46 +243,26 @@ func checkEntryShape(e LogEntry) error {
 // sigstore bundle; one already present is not added twice. Nothing is
 // verified here beyond the shape: verify checks them against a policy.
 func AttachSigstore(ctx context.Context, in, out string, bundles [][]byte, opts Options) error {
-	b, err := OpenFile(in, opts)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	if err := b.VerifyBlobs(ctx); err != nil {
-		return err
-	}
-	att := cloneAttestations(b.attest)
-	have := map[string]bool{}
-	for _, s := range att.SigstoreBundles {
-		have[s] = true
-	}
-	for i, data := range bundles {
-		if !isSigstoreBundle(data) {
-			return fmt.Errorf("sigstore bundle %d: not a sigstore bundle (want a JSON object with mediaType %s)", i, "application/vnd.dev.sigstore.bundle.v0.3+json")
+	return rewriteAttestations(ctx, in, out, opts, func(_ *Bundle, att *AttestationBundle) error {
+		have := map[string]bool{}
+		for _, s := range att.SigstoreBundles {
+			have[s] = true
 		}
-		// Kept as written: compacted only, so the bundle is one JSON
-		// string whatever its producer's indentation.
-		var buf bytes.Buffer
-		if err := json.Compact(&buf, data); err != nil {
-			return fmt.Errorf("sigstore bundle %d: %w", i, err)
+		for i, data := range bundles {
+			if !isSigstoreBundle(data) {
+				return fmt.Errorf("sigstore bundle %d: not a sigstore bundle (want a JSON object with mediaType %s)", i, "application/vnd.dev.sigstore.bundle.v0.3+json")
+			}
+			// Kept as written: compacted only, so the bundle is one JSON
+			// string whatever its producer's indentation.
+			var buf bytes.Buffer
+			if err := json.Compact(&buf, data); err != nil {
+				return fmt.Errorf("sigstore bundle %d: %w", i, err)
+			}
+			if s := buf.String(); !have[s] {
+				have[s] = true
+				att.SigstoreBundles = append(att.SigstoreBundles, s)
+			}
 		}
-		s := buf.String()
-		if have[s] {
-			continue
-		}
-		have[s] = true
-		att.SigstoreBundles = append(att.SigstoreBundles, s)
-	}
-	aj, err := canonical.Marshal(att)
-	if err != nil {
-		return err
-	}
-	if int64(len(aj)) > DefaultLimits.MaxAttestationJSON {
-		return fmt.Errorf("attestations would be %d bytes, limit %d", len(aj), DefaultLimits.MaxAttestationJSON)
-	}
-	comp, err := CompressionOf(in)
-	if err != nil {
-		return err
-	}
-	return b.rewrite(out, comp, aj)
+		return nil
+	})
 }
