@@ -2,9 +2,11 @@ package sigstore
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/sigstore/sigstore-go/pkg/root"
 
@@ -25,7 +27,7 @@ func (PolicyVerifier) VerifySigstore(_ context.Context, bundle []byte, artifactD
 	var tr *root.TrustedRoot
 	if len(p.TrustedRootJSON) > 0 {
 		var err error
-		if tr, err = LoadTrustedRoot(p.TrustedRootJSON); err != nil {
+		if tr, err = trustedRootOf(p); err != nil {
 			return nil, fmt.Errorf("policy trusted_root: %w", err)
 		}
 	}
@@ -89,4 +91,24 @@ func isKeyless(data []byte) bool {
 		return false
 	}
 	return probe.VerificationMaterial.Certificate != nil || probe.VerificationMaterial.X509CertificateChain != nil
+}
+
+// trustedRoots caches parsed trusted roots by content digest: a bundle with
+// several sigstore bundles is checked against the same root each time.
+var trustedRoots sync.Map // policy.TrustedRootDigest -> *root.TrustedRoot
+
+func trustedRootOf(p *policy.Policy) (*root.TrustedRoot, error) {
+	key := p.TrustedRootDigest
+	if key == "" {
+		key = fmt.Sprintf("sha256:%x", sha256.Sum256(p.TrustedRootJSON))
+	}
+	if tr, ok := trustedRoots.Load(key); ok {
+		return tr.(*root.TrustedRoot), nil
+	}
+	tr, err := LoadTrustedRoot(p.TrustedRootJSON)
+	if err != nil {
+		return nil, err
+	}
+	trustedRoots.Store(key, tr)
+	return tr, nil
 }
