@@ -51,6 +51,14 @@ func main() {
 	ctx = d.Context(ctx)
 	img, _ := c.GetImage(ctx, ref)
 	res := map[string][]float64{}
+	// Per phase too: which of create, start, exit and delete differs is
+	// where to look.
+	phases := []string{"create", "start", "exit", "delete"}
+	ph := map[string]map[string][]float64{}
+	for _, rt := range rts {
+		ph[rt] = map[string][]float64{}
+	}
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	for i := 0; i < *n; i++ {
 		for j, rt := range rts {
 			id := fmt.Sprintf("p%d-%d", i, j)
@@ -64,26 +72,40 @@ func main() {
 			if err != nil {
 				panic(err)
 			}
+			t1 := time.Now()
 			ch, _ := task.Wait(ctx)
 			if err := task.Start(ctx); err != nil {
 				panic(err)
 			}
+			t2 := time.Now()
 			<-ch
+			t3 := time.Now()
 			if _, err := task.Delete(ctx); err != nil {
 				panic(err)
 			}
-			res[rt] = append(res[rt], float64(time.Since(t).Microseconds())/1000)
+			t4 := time.Now()
+			res[rt] = append(res[rt], ms(t4.Sub(t)))
+			for k, d := range []time.Duration{t1.Sub(t), t2.Sub(t1), t3.Sub(t2), t4.Sub(t3)} {
+				ph[rt][phases[k]] = append(ph[rt][phases[k]], ms(d))
+			}
 			ctr.Delete(ctx, containerd.WithSnapshotCleanup)
 		}
 	}
+	median := func(v []float64) float64 {
+		s := append([]float64(nil), v[1:]...) // the first run of each warms caches
+		sort.Float64s(s)
+		return s[len(s)/2]
+	}
 	base := 0.0
 	for _, rt := range rts {
-		s := append([]float64(nil), res[rt][1:]...)
-		sort.Float64s(s)
-		med := s[len(s)/2]
+		med := median(res[rt])
 		if base == 0 {
 			base = med
 		}
-		fmt.Printf("%-40s median %.1f ms  ratio %.3f\n", rt, med, med/base)
+		fmt.Printf("%-40s median %.1f ms  ratio %.3f ", rt, med, med/base)
+		for _, p := range phases {
+			fmt.Printf(" %s %.1f", p, median(ph[rt][p]))
+		}
+		fmt.Println()
 	}
 }
