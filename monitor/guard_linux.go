@@ -155,15 +155,151 @@ type Guard struct {
 //
 // On error nothing is left behind. Whether an error must stop the container
 // is the caller's decision: Profile.Required says what the profile wants.
-func Attach(ctx context.Context, t Target, p *Profile, o Options) (_ *Guard, err error) {
+func Attach(ctx context.Context, t Target, p *Profile, o Options) (*Guard, error) {
+	if err := checkAttach(t, p); err != nil {
+		return nil, err
+	}
+	pp, err := Prepare(o)
+	if err != nil {
+		return nil, fmt.Errorf("attach %s: %w", t.ContainerID, err)
+	}
+	return pp.Attach(ctx, t, p)
+}
+
+func checkAttach(t Target, p *Profile) error {
 	if p == nil {
-		return nil, errors.New("attach: nil profile (use monitor.LoadProfile)")
+		return errors.New("attach: nil profile (use monitor.LoadProfile)")
 	}
 	if t.CgroupPath == "" {
-		return nil, errors.New("attach: Target.CgroupPath is required (the container's cgroup v2 directory)")
+		return errors.New("attach: Target.CgroupPath is required (the container's cgroup v2 directory)")
 	}
+	return nil
+}
+
+// Prepared is the part of a guard that does not depend on the container:
+// the node's program set, a ring buffer from the node's pool, claimed for
+// this process, and its reader. A shim prepares while runc creates the
+// container, so that only the container's own steps (its map entry, its
+// cgroup's programs, its fanotify marks) remain between runc create and the
+// reply to Create.
+//
+// A Prepared is used by one Attach, which takes it over whatever its
+// outcome, or given back with Release.
+type Prepared struct {
+	o     Options
+	set   *nodeSet
+	slot  uint32
+	ring  *ebpf.Map
+	rd    *ringbuf.Reader
+	start time.Time
+
+	mu    sync.Mutex
+	taken bool // by Attach or Release
+}
+
+// Prepare opens the node's program set (loading it if the node has none),
+// claims a ring buffer from its pool and opens the ring's reader. While it
+// is held, the claimed ring keeps the set from being unloaded as idle.
+func Prepare(o Options) (_ *Prepared, err error) {
 	o.defaults()
-	attachStart := time.Now()
+	pp := &Prepared{o: o, start: time.Now()}
+	owner := os.Getpid()
+	ownerStart, err := selfStart()
+	if err != nil {
+		return nil, fmt.Errorf("read own start time: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			pp.Release()
+		}
+	}()
+	err = withLock(o.LockPath, func() error {
+		set, err := acquireSet(o.PinDir)
+		if err != nil {
+			return err
+		}
+		pp.set = set
+		// Entries of shims that died: collected here, off Create's path.
+		set.gcEntries()
+		// A ring from the pool: no map-of-maps update on this path.
+		pp.slot, pp.ring, err = set.claimRing(uint32(owner), ownerStart)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if pp.rd, err = ringbuf.NewReader(pp.ring); err != nil {
+		return nil, fmt.Errorf("open ring buffer: %w", err)
+	}
+	return pp, nil
+}
+
+// take hands pp's resources to its caller once.
+func (pp *Prepared) take() bool {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	if pp.taken {
+		return false
+	}
+	pp.taken = true
+	return true
+}
+
+// Release gives back what Prepare took, unless Attach took it over: the
+// reader, the ring's slot (to the pool) and the set.
+func (pp *Prepared) Release() {
+	if pp == nil || !pp.take() {
+		return
+	}
+	if pp.rd != nil {
+		pp.rd.Close()
+	}
+	if pp.ring != nil {
+		pp.ring.Close()
+	}
+	if pp.set != nil {
+		withLock(pp.o.LockPath, func() error {
+			if pp.ring != nil {
+				if err := pp.set.releaseRing(pp.slot, uint32(os.Getpid())); err != nil {
+					return err
+				}
+			}
+			if pp.o.UnloadWhenIdle {
+				return pp.set.unloadIfIdle()
+			}
+			return nil
+		})
+		releaseSet(pp.set)
+	}
+}
+
+// Attach puts the container under guard with what pp prepared (see the
+// package-level Attach). It takes pp over: on error, everything pp held is
+// given back too.
+func (pp *Prepared) Attach(ctx context.Context, t Target, p *Profile) (_ *Guard, err error) {
+	if !pp.take() {
+		return nil, errors.New("attach: the prepared guard was already used or released")
+	}
+	o := pp.o
+	attachStart := pp.start
+	g := &Guard{
+		t: t, p: p, o: o,
+		set: pp.set, ring: pp.ring, slot: pp.slot, rd: pp.rd,
+		stopPoll: make(chan struct{}),
+		activity: make(chan struct{}, 1),
+		mech:     map[string]string{},
+		digests:  map[[2]uint64]string{},
+		events:   make(chan Event, o.Buffer),
+		closing:  make(chan struct{}),
+	}
+	defer func() {
+		if err != nil {
+			g.teardown()
+		}
+	}()
+	if err := checkAttach(t, p); err != nil {
+		return nil, err
+	}
 	var sfs unix.Statfs_t
 	if err := unix.Statfs(t.CgroupPath, &sfs); err != nil {
 		return nil, fmt.Errorf("attach: cgroup %s: %w", t.CgroupPath, err)
@@ -183,22 +319,31 @@ func Attach(ctx context.Context, t Target, p *Profile, o Options) (_ *Guard, err
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-
-	g := &Guard{
-		t: t, p: p, o: o, cgid: t.CgroupID,
-		det:      newDetector(t.ContainerID, p, time.Now()),
-		stopPoll: make(chan struct{}),
-		activity: make(chan struct{}, 1),
-		mech:     map[string]string{},
-		digests:  map[[2]uint64]string{},
-		events:   make(chan Event, o.Buffer),
-		closing:  make(chan struct{}),
+	g.t, g.cgid = t, t.CgroupID
+	g.det = newDetector(t.ContainerID, p, time.Now())
+	// 3. Network programs on the container's own cgroup (nobody else
+	// pays), attached while the fanotify marks are placed: neither needs
+	// the other, and the container's map entry, which makes the programs
+	// act, goes in only after both.
+	linksDone := make(chan error, 1)
+	var links []link.Link
+	go func() { linksDone <- attachCgroupPrograms(g.set, t.CgroupPath, &links) }()
+	joined := false
+	var linksErr error
+	joinLinks := func() error {
+		if !joined {
+			joined = true
+			linksErr = <-linksDone
+			g.links = links
+		}
+		return linksErr
 	}
 	defer func() {
 		if err != nil {
-			g.teardown()
+			joinLinks() // before the teardown deferred above closes them
 		}
 	}()
+
 	var mono unix.Timespec
 	unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono)
 	g.monoOff = time.Now().UnixNano() - mono.Nano()
@@ -327,24 +472,18 @@ func Attach(ctx context.Context, t Target, p *Profile, o Options) (_ *Guard, err
 
 	// 2. The container's map entries, under the node lock.
 	owner := os.Getpid()
-	ownerStart, err := processStart(owner)
+	ownerStart, err := selfStart()
 	if err != nil {
 		return nil, fmt.Errorf("attach: read own start time: %w", err)
 	}
+	if err := joinLinks(); err != nil {
+		return nil, err
+	}
+	set := g.set
 	err = withLock(o.LockPath, func() error {
-		set, err := acquireSet(o.PinDir)
-		if err != nil {
-			return err
-		}
-		g.set = set
-		set.gcEntries()
 		var existing vbpf.Container
 		if set.maps[vbpf.MapContainers].Lookup(g.cgid, &existing) == nil {
 			return fmt.Errorf("attach %s: cgroup %d (guard owned by pid %d): %w", t.ContainerID, g.cgid, existing.OwnerPid, ErrAlreadyGuarded)
-		}
-		// A ring from the pool: no map-of-maps update on this path.
-		if g.slot, g.ring, err = set.claimRing(uint32(owner), ownerStart); err != nil {
-			return err
 		}
 		for _, k := range allowKeys(g.cgid, p.allow) {
 			if err := set.maps[vbpf.MapAllow].Update(k, uint8(1), ebpf.UpdateAny); err != nil {
@@ -372,34 +511,10 @@ func Attach(ctx context.Context, t Target, p *Profile, o Options) (_ *Guard, err
 		return nil
 	})
 	if err != nil {
-		if g.set != nil {
-			// The entry was not (or no longer) inserted; unload if we were
-			// the only user.
-			if o.UnloadWhenIdle {
-				withLock(o.LockPath, g.set.unloadIfIdle)
-			}
-		}
+		// teardown (deferred) unloads the set if this was its only user.
 		return nil, fmt.Errorf("attach %s: %w", t.ContainerID, err)
 	}
 
-	// 3. Network programs on the container's own cgroup: nobody else pays.
-	for _, a := range []struct {
-		prog string
-		at   ebpf.AttachType
-	}{
-		{"vordr_connect4", ebpf.AttachCGroupInet4Connect},
-		{"vordr_connect6", ebpf.AttachCGroupInet6Connect},
-		{"vordr_sendmsg4", ebpf.AttachCGroupUDP4Sendmsg},
-		{"vordr_sendmsg6", ebpf.AttachCGroupUDP6Sendmsg},
-		{"vordr_bind4", ebpf.AttachCGroupInet4Bind},
-		{"vordr_bind6", ebpf.AttachCGroupInet6Bind},
-	} {
-		l, err := link.AttachCgroup(link.CgroupOptions{Path: t.CgroupPath, Attach: a.at, Program: g.set.progs[a.prog]})
-		if err != nil {
-			return nil, fmt.Errorf("attach %s to %s: %w", a.prog, t.CgroupPath, err)
-		}
-		g.links = append(g.links, l)
-	}
 	if p.Network.Connect == ActionDeny {
 		g.mech["network.connect"] = fmt.Sprintf("deny unless allow-listed (%d rules): bpf cgroup/connect4, connect6, sendmsg4, sendmsg6 on the container cgroup", len(p.allow))
 	} else {
@@ -419,10 +534,7 @@ func Attach(ctx context.Context, t Target, p *Profile, o Options) (_ *Guard, err
 	}
 	g.mech["lsm"] = "BPF-LSM not used (refused by this kernel class; see vordr doctor)"
 
-	// 4. Readers.
-	if g.rd, err = ringbuf.NewReader(g.ring); err != nil {
-		return nil, fmt.Errorf("attach: open ring buffer: %w", err)
-	}
+	// 4. Readers (the ring's was opened by Prepare).
 	g.send(Event{Time: time.Now(), Kind: KindGuard, ContainerID: t.ContainerID, CgroupID: g.cgid,
 		Mechanisms: g.Mechanisms(), Message: "guard attached (profile " + p.Name + ")",
 		AttachSeconds: time.Since(attachStart).Seconds()}, true)
@@ -440,6 +552,29 @@ func Attach(ctx context.Context, t Target, p *Profile, o Options) (_ *Guard, err
 		o.Seccomp.subscribe(t.ContainerID, func(e Event) { g.deliver(e, false) })
 	}
 	return g, nil
+}
+
+// attachCgroupPrograms attaches the network programs to the container's
+// cgroup, appending each link to links as it is made.
+func attachCgroupPrograms(set *nodeSet, cgroup string, links *[]link.Link) error {
+	for _, a := range []struct {
+		prog string
+		at   ebpf.AttachType
+	}{
+		{"vordr_connect4", ebpf.AttachCGroupInet4Connect},
+		{"vordr_connect6", ebpf.AttachCGroupInet6Connect},
+		{"vordr_sendmsg4", ebpf.AttachCGroupUDP4Sendmsg},
+		{"vordr_sendmsg6", ebpf.AttachCGroupUDP6Sendmsg},
+		{"vordr_bind4", ebpf.AttachCGroupInet4Bind},
+		{"vordr_bind6", ebpf.AttachCGroupInet6Bind},
+	} {
+		l, err := link.AttachCgroup(link.CgroupOptions{Path: cgroup, Attach: a.at, Program: set.progs[a.prog]})
+		if err != nil {
+			return fmt.Errorf("attach %s to %s: %w", a.prog, cgroup, err)
+		}
+		*links = append(*links, l)
+	}
+	return nil
 }
 
 // allowKeys expands the allow rules into the kernel's exact-match keys: a
@@ -872,10 +1007,7 @@ func (g *Guard) teardown() error {
 			if err := g.set.reconcileSyscount(); err != nil && !errors.Is(err, os.ErrNotExist) {
 				errs = append(errs, err)
 			}
-			if !g.o.UnloadWhenIdle {
-				return nil
-			}
-			return g.set.unloadIfIdle()
+			return nil
 		})
 		if err != nil {
 			errs = append(errs, err)
@@ -892,9 +1024,23 @@ func (g *Guard) teardown() error {
 	}
 	if g.ring != nil {
 		g.ring.Close()
+	}
+	if g.set != nil {
 		// Only now, with the reader gone, may another container take the
 		// slot: two readers of one ring would steal each other's events.
-		if err := withLock(g.o.LockPath, func() error { return g.set.releaseRing(g.slot, uint32(os.Getpid())) }); err != nil {
+		// A claimed ring counts as use, so the set is idle only after.
+		err := withLock(g.o.LockPath, func() error {
+			if g.ring != nil {
+				if err := g.set.releaseRing(g.slot, uint32(os.Getpid())); err != nil {
+					return err
+				}
+			}
+			if !g.o.UnloadWhenIdle {
+				return nil
+			}
+			return g.set.unloadIfIdle()
+		})
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}

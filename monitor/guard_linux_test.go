@@ -424,11 +424,13 @@ func TestAttachCloseLeavesNoTrace(t *testing.T) {
 	if n := count(vbpf.MapContainers, &k); n != 1 {
 		t.Errorf("%d container entries after 100 cycles, want 1 (the long-lived guard)", n)
 	}
-	// The ring pool: the long-lived guard's ring and one ring that every
-	// cycle reused (a new ring per cycle would cost an RCU wait each).
+	// The ring pool: the long-lived guard's ring and the two rings that
+	// every cycle reused, the guard's and the refused duplicate's (a guard
+	// takes its ring before it finds its cgroup taken); a new ring per
+	// cycle would cost an RCU wait each.
 	filled, owned := ringPool(t, dir)
-	if filled != 2 || owned != 1 {
-		t.Errorf("ring pool after 100 cycles: %d rings, %d owned; want 2 rings, 1 owned (the long-lived guard's)", filled, owned)
+	if filled != 3 || owned != 1 {
+		t.Errorf("ring pool after 100 cycles: %d rings, %d owned; want 3 rings, 1 owned (the long-lived guard's)", filled, owned)
 	}
 	if n := count(vbpf.MapAllow, &ak); n != 0 {
 		t.Errorf("%d allow-list entries left, want 0", n)
@@ -669,5 +671,68 @@ func TestAggregateKeyKeepsFlaggedEventsApart(t *testing.T) {
 	k2, _ := aggregateKey(&other)
 	if k1 == k2 {
 		t.Error("execs with different arguments share a key")
+	}
+}
+
+// A guard prepared while runc creates the container holds a ring of the
+// node's pool before its container has an entry: the set must not be
+// unloaded as idle under it (another container closing with UnloadWhenIdle),
+// Release must give the ring back, and a Prepared is used once.
+func TestPreparedHoldsRingAndSet(t *testing.T) {
+	requireRoot(t)
+	o := testOptions(t)
+	dir := filepath.Join(o.PinDir, vbpf.Version())
+	pp, err := Prepare(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, owned := ringPool(t, dir); owned != 1 {
+		t.Fatalf("after Prepare: %d rings owned, want 1", owned)
+	}
+	// Another container comes and goes; the prepared guard still needs the set.
+	g, c := attach(t, newCgroup(t), mustProfile(t, "balanced"), o, 0)
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	<-c.done
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("the set was unloaded while a prepared guard held a ring of it: %v", err)
+	}
+	// The prepared guard attaches and works: its ring is read.
+	cg := newCgroup(t)
+	pg, err := pp.Attach(t.Context(), Target{ContainerID: "prepared", CgroupPath: cg.path}, mustProfile(t, "balanced"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := collect(pg)
+	if out, err := cg.cmd("/bin/true").CombinedOutput(); err != nil {
+		t.Fatalf("/bin/true in the cgroup: %v %s", err, out)
+	}
+	pc.waitFor(t, "exec of /bin/true", func(e Event) bool { return e.Kind == KindExec && e.Path == "/bin/true" })
+	if _, err := pp.Attach(t.Context(), Target{ContainerID: "again", CgroupPath: cg.path}, mustProfile(t, "balanced")); err == nil {
+		t.Error("a Prepared attached twice")
+	}
+	pp.Release() // taken over by Attach: nothing to give back
+	if _, owned := ringPool(t, dir); owned != 1 {
+		t.Fatalf("with the prepared guard attached: %d rings owned, want 1", owned)
+	}
+	if err := pg.Close(); err != nil {
+		t.Fatal(err)
+	}
+	<-pc.done
+
+	// Prepared and released without an Attach: nothing stays (the
+	// cleanup of testOptions checks the set was unloaded).
+	pp2, err := Prepare(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, owned := ringPool(t, dir); owned != 1 {
+		t.Fatalf("after the second Prepare: %d rings owned, want 1", owned)
+	}
+	pp2.Release()
+	pp2.Release()
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("after the last Release the set is still pinned (%v)", err)
 	}
 }

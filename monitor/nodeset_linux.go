@@ -506,11 +506,25 @@ func (n *nodeSet) reconcileSyscount() error {
 	return nil
 }
 
-// empty reports whether no container uses the set.
+// empty reports whether no container uses the set: no container entry,
+// and no ring claimed by a live process (a guard being prepared has its
+// ring before its entry).
 func (n *nodeSet) empty() bool {
 	var k uint64
 	var v vbpf.Container
-	return !n.maps[vbpf.MapContainers].Iterate().Next(&k, &v)
+	if n.maps[vbpf.MapContainers].Iterate().Next(&k, &v) {
+		return false
+	}
+	slots, err := n.ringSlots()
+	if err != nil {
+		return false
+	}
+	for _, o := range slots {
+		if !ringFree(o) {
+			return false
+		}
+	}
+	return true
 }
 
 // unloadIfIdle removes the pinned set when no container uses it: the links'
@@ -588,6 +602,9 @@ func gcOtherVersions(pinDir, current string) {
 
 // processStart returns a process's start time in clock ticks since boot
 // (field 22 of /proc/PID/stat): with the pid it names a process uniquely.
+// selfStart is this process's start time, read once.
+var selfStart = sync.OnceValues(func() (uint64, error) { return processStart(os.Getpid()) })
+
 func processStart(pid int) (uint64, error) {
 	s, _, _, err := processStartState(pid)
 	return s, err

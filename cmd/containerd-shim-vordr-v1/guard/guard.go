@@ -89,6 +89,12 @@ type guarded struct {
 	// runc creates the container.
 	logReady chan struct{}
 	logErr   error
+	// prepReady closes once prep (or prepErr) is set: the guard's node-wide
+	// part is prepared while runc creates the container too. Attach takes
+	// prep over; teardown releases it if Attach never ran.
+	prepReady chan struct{}
+	prep      *monitor.Prepared
+	prepErr   error
 }
 
 // LostMarker is the bundle file naming a guarded container's event log
@@ -149,10 +155,17 @@ func (h *hook) PreCreate(ctx context.Context, c *task.Container) error {
 	if err := p.ApplySpec(c.Spec, opts...); err != nil {
 		return fmt.Errorf("apply security profile %q: %w", p.Name, err)
 	}
-	g := &guarded{profile: p, pinned: pinned, logReady: make(chan struct{})}
+	g := &guarded{profile: p, pinned: pinned, logReady: make(chan struct{}), prepReady: make(chan struct{})}
 	h.mu.Lock()
 	h.state[key(c)] = g
 	h.mu.Unlock()
+	// The node's program set, a ring from its pool and the ring's reader
+	// do not depend on the container: take them while runc creates it, so
+	// that only the container's own steps remain after runc create.
+	go func() {
+		defer close(g.prepReady)
+		g.prep, g.prepErr = monitor.Prepare(h.guardOptions())
+	}()
 	// Open the event log while runc creates the container: file creation
 	// is disk I/O that Create need not wait for twice.
 	go func() {
@@ -171,6 +184,12 @@ func (h *hook) PreCreate(ctx context.Context, c *task.Container) error {
 		}
 	}()
 	return nil
+}
+
+// guardOptions are the options of every guard of this shim.
+func (h *hook) guardOptions() monitor.Options {
+	self, _ := os.Executable() // runs monitor.PidnsSysctlMain (see main.go)
+	return monitor.Options{Seccomp: h.agent, SysctlHelper: self, RunHelper: task.RunReaped}
 }
 
 // waitTeardown waits until a guard of key closed after its Delete has done so.
@@ -239,8 +258,12 @@ func (h *hook) PostCreate(ctx context.Context, c *task.Container) error {
 	if c.ImageExecutables != nil {
 		target.Executables = &monitor.ImageExecutables{Digests: c.ImageExecutables, Source: "verified image " + c.VerifiedImage}
 	}
-	self, _ := os.Executable() // runs monitor.PidnsSysctlMain (see main.go)
-	guard, err := monitor.Attach(ctx, target, g.profile, monitor.Options{Seccomp: h.agent, SysctlHelper: self, RunHelper: task.RunReaped})
+	<-g.prepReady
+	var guard *monitor.Guard
+	err := g.prepErr
+	if err == nil {
+		guard, err = g.prep.Attach(ctx, target, g.profile)
+	}
 	if err != nil {
 		if g.profile.Required {
 			return fmt.Errorf("profile %q requires the guard, which could not attach: %w (run `vordr doctor` to see what this node supports, or choose profile dev to run unguarded)", g.profile.Name, err)
@@ -380,6 +403,8 @@ func (h *hook) Deleted(ctx context.Context, c *task.Container) {
 
 func (h *hook) teardown(ctx context.Context, c *task.Container, g *guarded) {
 	<-g.logReady
+	<-g.prepReady
+	g.prep.Release() // a no-op once Attach took it over
 	if g.guard != nil {
 		start := time.Now()
 		stats := g.guard.Stats()
