@@ -69,6 +69,11 @@ type Container struct {
 func readSpec(bundle string) (*specs.Spec, []byte, error) {
 	path := filepath.Join(bundle, "config.json")
 	data, err := os.ReadFile(path)
+	if err == nil {
+		if s := earlySpec.take(bundle, data); s != nil {
+			return s, data, nil
+		}
+	}
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, nil, fmt.Errorf("bundle %s has no config.json; the client must write an OCI runtime spec into the bundle: %w", bundle, errdefs.ErrInvalidArgument)
@@ -86,6 +91,57 @@ func readSpec(bundle string) (*specs.Spec, []byte, error) {
 		return nil, nil, fmt.Errorf("bundle %s: the OCI spec has no process to run: %w", bundle, errdefs.ErrInvalidArgument)
 	}
 	return &s, data, nil
+}
+
+// earlySpec is the OCI spec of the bundle the shim was started in, decoded
+// while the shim waits for containerd's Create: decoding the spec in a
+// fresh process is a cold path (encoding/json builds its decoders for the
+// spec's types) that would otherwise lie between Create and runc create.
+// Create uses it only for that bundle and only if config.json still holds
+// the bytes decoded.
+var earlySpec preSpec
+
+type preSpec struct {
+	mu     sync.Mutex
+	done   chan struct{}
+	bundle string
+	data   []byte
+	spec   *specs.Spec
+}
+
+// start decodes bundle's config.json in the background.
+func (p *preSpec) start(bundle string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.bundle, p.done = bundle, make(chan struct{})
+	go func() {
+		defer close(p.done)
+		data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+		if err != nil {
+			return
+		}
+		var s specs.Spec
+		if json.Unmarshal(data, &s) != nil || s.Linux == nil || s.Process == nil {
+			return // Create decodes it again and says what is wrong
+		}
+		p.data, p.spec = data, &s
+	}()
+}
+
+// take returns the early spec if it was decoded from data in bundle, once.
+func (p *preSpec) take(bundle string, data []byte) *specs.Spec {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done == nil || p.bundle != bundle {
+		return nil
+	}
+	<-p.done // started earlier than a decode here would
+	s := p.spec
+	if s == nil || !bytes.Equal(p.data, data) {
+		s = nil
+	}
+	p.done, p.data, p.spec = nil, nil, nil // the spec is the caller's to change
+	return s
 }
 
 // writeSpec replaces config.json atomically, so runc never reads half a spec.

@@ -4,6 +4,7 @@ package task
 
 import (
 	"fmt"
+	"os"
 	"sync"
 
 	"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2/task"
@@ -46,6 +47,10 @@ func init() {
 		},
 		InitFn: func(ic *plugin.InitContext) (any, error) {
 			DeferGC() // until the first Create has answered (gc.go)
+			// containerd starts the shim in the bundle of its first task.
+			if cwd, err := os.Getwd(); err == nil {
+				earlySpec.start(cwd)
+			}
 			pp, err := ic.GetByID(plugins.EventPlugin, "publisher")
 			if err != nil {
 				return nil, err
