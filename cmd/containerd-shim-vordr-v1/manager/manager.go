@@ -27,6 +27,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/vordr-project/vordr/cmd/containerd-shim-vordr-v1/guard"
+	"github.com/vordr-project/vordr/cmd/containerd-shim-vordr-v1/task"
 	"github.com/vordr-project/vordr/config"
 	"github.com/vordr-project/vordr/monitor"
 )
@@ -49,7 +50,7 @@ func New(name string) shim.Shim {
 func (m *manager) Start(ctx context.Context, params *bootapi.BootstrapParams) (*bootapi.BootstrapResult, error) {
 	// This process only starts the daemon and exits: collecting its few
 	// MiB of garbage would be time containerd waits for.
-	debug.SetGCPercent(-1)
+	debug.SetGCPercent(task.HeldGCPercent)
 	for _, ext := range params.GetExtensions() {
 		v := ext.GetValue()
 		if v == nil || v.GetTypeUrl() == "" {
@@ -112,7 +113,7 @@ func (m *manager) Info(ctx context.Context, optionsR io.Reader) (*types.RuntimeI
 // the runc manager would still call `runc delete` with runc's default root and
 // create state under /run/containerd/runc. Return what it would have returned.
 func (m *manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
-	debug.SetGCPercent(-1) // a short-lived process too (see Start)
+	debug.SetGCPercent(task.HeldGCPercent) // a short-lived process too (see Start)
 	cwd, err := os.Getwd()
 	if err != nil {
 		return shim.StopStatus{}, err

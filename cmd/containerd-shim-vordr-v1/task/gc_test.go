@@ -7,13 +7,13 @@ import (
 	"testing"
 )
 
-// Collection is off from the shim's start to its first Create's answer,
+// Collection is held off from the shim's start to its first Create's answer,
 // then back at the shim library's setting; later calls change nothing.
 func TestDeferGC(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
 	DeferGC()
-	if got := debug.SetGCPercent(-1); got != -1 {
-		t.Fatalf("after DeferGC: GOGC %d, want off (-1)", got)
+	if got := debug.SetGCPercent(-1); got != HeldGCPercent {
+		t.Fatalf("after DeferGC: GOGC %d, want %d (held off)", got, HeldGCPercent)
 	}
 	ResumeGC()
 	if got := debug.SetGCPercent(77); got != shimGCPercent {
