@@ -288,15 +288,29 @@ func Prune(dir, ns string, keep int, maxAge time.Duration, now time.Time) ([]str
 	type done struct {
 		id    string
 		mtime time.Time
+		size  int64
 	}
-	var finished []done
+	var logs []done
+	anyOld := false
 	for _, id := range ids {
-		p := Path(dir, ns, id)
-		fi, err := os.Stat(p)
-		if err != nil || !finishedLog(p, fi.Size()) {
+		fi, err := os.Stat(Path(dir, ns, id))
+		if err != nil {
 			continue
 		}
-		finished = append(finished, done{id, fi.ModTime()})
+		logs = append(logs, done{id, fi.ModTime(), fi.Size()})
+		anyOld = anyOld || (maxAge > 0 && now.Sub(fi.ModTime()) > maxAge)
+	}
+	if !anyOld && (keep <= 0 || len(logs) <= keep) {
+		// Nothing can be due: no log is too old and there are no more
+		// logs than keep, finished or not. The common case, decided
+		// without reading a single log.
+		return nil, nil
+	}
+	var finished []done
+	for _, l := range logs {
+		if finishedLog(Path(dir, ns, l.id), l.size) {
+			finished = append(finished, l)
+		}
 	}
 	sort.Slice(finished, func(i, j int) bool { return finished[i].mtime.After(finished[j].mtime) })
 	var removed []string

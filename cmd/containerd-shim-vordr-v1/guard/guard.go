@@ -234,16 +234,6 @@ func (h *hook) PostCreate(ctx context.Context, c *task.Container) error {
 	}
 	w := g.log
 	ev := c.Config.Events
-	// Logs of deleted containers would pile up (rotation bounds a file's
-	// size, not their number): prune this namespace's, off the Create path.
-	go func() {
-		keep, maxAge := ev.Retention()
-		if removed, err := eventlog.Prune(ev.Dir, c.Namespace, keep, maxAge, time.Now()); err != nil {
-			log.G(ctx).WithError(err).Warn("vordr: prune event logs")
-		} else if len(removed) > 0 {
-			log.G(ctx).WithField("containers", len(removed)).Debug("vordr: pruned event logs of deleted containers")
-		}
-	}()
 	if ev.Webhook != "" {
 		g.webhook = newWebhook(ev.Webhook)
 	}
@@ -424,6 +414,16 @@ func (h *hook) teardown(ctx context.Context, c *task.Container, g *guarded) {
 	if g.log != nil {
 		if err := g.log.Close(); err != nil {
 			log.G(ctx).WithError(err).Warn("vordr: close event log")
+		}
+		// Logs of deleted containers would pile up (rotation bounds a
+		// file's size, not their number): prune this namespace's now that
+		// one more has finished, after Delete has answered.
+		ev := c.Config.Events
+		keep, maxAge := ev.Retention()
+		if removed, err := eventlog.Prune(ev.Dir, c.Namespace, keep, maxAge, time.Now()); err != nil {
+			log.G(ctx).WithError(err).Warn("vordr: prune event logs")
+		} else if len(removed) > 0 {
+			log.G(ctx).WithField("containers", len(removed)).Debug("vordr: pruned event logs of deleted containers")
 		}
 	}
 	if g.webhook != nil {

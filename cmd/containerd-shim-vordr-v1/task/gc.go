@@ -17,7 +17,7 @@ const shimGCPercent = 40
 // bookkeeping), 7.4 MiB for the node's first container, whose shim loads the
 // eBPF set; with the shim's GOGC of 40 (a 1.6 MiB first heap goal) that was
 // 3 collections, or 7, measured at 0.7 ms and 2.5 ms of stop-the-world
-// pauses plus their marking, all while containerd waits for Create. So collection waits until the first Create has answered (or a few
+// pauses plus their marking, all while containerd waits for Create. So collection waits until a second after the first Create has answered (or a few
 // seconds, if none comes), then the shim's setting applies again and the
 // guard hands the garbage back to the OS (guard.go: FreeOSMemory).
 var gcOnce sync.Once
@@ -33,6 +33,19 @@ const HeldGCPercent = 1_000_000
 func DeferGC() {
 	debug.SetGCPercent(HeldGCPercent)
 	time.AfterFunc(5*time.Second, ResumeGC)
+}
+
+// resumeGCDelay is how long after the first Create collection resumes: a
+// cycle started as Create answers (the heap is well past the shim's goal
+// by then) would compete for the CPU with containerd finishing the Create
+// and with the Start that follows, measured at 1.3 ms more between the
+// shim's answer and the client's.
+const resumeGCDelay = time.Second
+
+var resumeSoonOnce sync.Once
+
+func resumeGCSoon() {
+	resumeSoonOnce.Do(func() { time.AfterFunc(resumeGCDelay, ResumeGC) })
 }
 
 // ResumeGC restores the shim's collection setting; only the first call does

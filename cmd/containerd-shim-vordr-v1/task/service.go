@@ -68,8 +68,9 @@ func (s *service) container(id string) *Container {
 // time Create returns, every hook is in force and the container has not run.
 func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*taskapi.CreateTaskResponse, error) {
 	resp, err := s.create(ctx, r)
-	// The first Create is on containerd's clock; collect after it (gc.go).
-	defer ResumeGC()
+	// The first Create is on containerd's clock, and so are the Start and
+	// the first events that follow it: collect a moment later (gc.go).
+	defer resumeGCSoon()
 	// Over ttrpc only a gRPC status keeps the error's kind: the client
 	// must see InvalidArgument / PermissionDenied, not Unknown.
 	return resp, errgrpc.ToGRPC(err)
