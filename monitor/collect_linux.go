@@ -36,7 +36,7 @@ func Collect(o Options) (removed int, err error) {
 				return err
 			}
 		}
-		n, err := loadPinned(dir, vbpf.MapNames(), vbpf.ProgramNames())
+		n, err := loadPinned(dir, vbpf.MapNames(), nil) // maps only: the syscall counter's program is opened if needed
 		if err != nil {
 			return err
 		}

@@ -554,20 +554,32 @@ func (pp *Prepared) Attach(ctx context.Context, t Target, p *Profile) (_ *Guard,
 	return g, nil
 }
 
+// cgroupPrograms are attached to each container's cgroup. They are the only
+// programs a shim opens: the tracepoints' links are pinned with the set.
+var cgroupPrograms = []struct {
+	prog string
+	at   ebpf.AttachType
+}{
+	{"vordr_connect4", ebpf.AttachCGroupInet4Connect},
+	{"vordr_connect6", ebpf.AttachCGroupInet6Connect},
+	{"vordr_sendmsg4", ebpf.AttachCGroupUDP4Sendmsg},
+	{"vordr_sendmsg6", ebpf.AttachCGroupUDP6Sendmsg},
+	{"vordr_bind4", ebpf.AttachCGroupInet4Bind},
+	{"vordr_bind6", ebpf.AttachCGroupInet6Bind},
+}
+
+func cgroupProgramNames() []string {
+	names := make([]string, len(cgroupPrograms))
+	for i, a := range cgroupPrograms {
+		names[i] = a.prog
+	}
+	return names
+}
+
 // attachCgroupPrograms attaches the network programs to the container's
 // cgroup, appending each link to links as it is made.
 func attachCgroupPrograms(set *nodeSet, cgroup string, links *[]link.Link) error {
-	for _, a := range []struct {
-		prog string
-		at   ebpf.AttachType
-	}{
-		{"vordr_connect4", ebpf.AttachCGroupInet4Connect},
-		{"vordr_connect6", ebpf.AttachCGroupInet6Connect},
-		{"vordr_sendmsg4", ebpf.AttachCGroupUDP4Sendmsg},
-		{"vordr_sendmsg6", ebpf.AttachCGroupUDP6Sendmsg},
-		{"vordr_bind4", ebpf.AttachCGroupInet4Bind},
-		{"vordr_bind6", ebpf.AttachCGroupInet6Bind},
-	} {
+	for _, a := range cgroupPrograms {
 		l, err := link.AttachCgroup(link.CgroupOptions{Path: cgroup, Attach: a.at, Program: set.progs[a.prog]})
 		if err != nil {
 			return fmt.Errorf("attach %s to %s: %w", a.prog, cgroup, err)

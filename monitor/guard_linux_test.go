@@ -736,3 +736,37 @@ func TestPreparedHoldsRingAndSet(t *testing.T) {
 		t.Errorf("after the last Release the set is still pinned (%v)", err)
 	}
 }
+
+// A shim that opens a set another process pinned opens only the cgroup
+// programs; the opt-in syscall counter's program is opened from its pin
+// when a container asks for it.
+func TestSyscallCountingFromPinnedSet(t *testing.T) {
+	requireRoot(t)
+	o := testOptions(t)
+	g0, _ := attach(t, newCgroup(t), mustProfile(t, "balanced"), o, 0) // loads and pins the set
+	// Forget this process's open set, as a new shim would not have it.
+	dir := filepath.Join(o.PinDir, vbpf.Version())
+	openSets.Lock()
+	n := openSets.m[dir]
+	openSets.Unlock()
+	forgetSet(n)
+	cg := newCgroup(t)
+	g, _ := attach(t, cg, mustProfile(t, "name = \"count\"\n[anomaly]\nsyscall_counting = true\n"), o, 0)
+	if g.set == n {
+		t.Fatal("the set was not opened again from its pins")
+	}
+	if _, ok := g.set.progs["vordr_sys_enter"]; ok {
+		t.Error("a set opened from its pins holds the syscall counter's program although no container had asked for it")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "link_vordr_sys_enter")); err != nil {
+		t.Fatalf("syscall counter not attached while opted in: %v", err)
+	}
+	if err := cg.helper("getpid", "100000").Run(); err != nil {
+		t.Fatal(err)
+	}
+	if s := g.Stats(); s.Syscalls < 100000 {
+		t.Errorf("counted %d syscalls, want ≥ 100000", s.Syscalls)
+	}
+	g.Close()
+	g0.Close()
+}

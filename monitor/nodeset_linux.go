@@ -206,7 +206,7 @@ func openNodeSet(pinDir string) (*nodeSet, error) {
 	var n *nodeSet
 	if _, err := os.Stat(filepath.Join(dir, completeMarker)); err == nil {
 		// The common case, on every attach: no ELF to parse.
-		n, err = loadPinned(dir, vbpf.MapNames(), vbpf.ProgramNames())
+		n, err = loadPinned(dir, vbpf.MapNames(), cgroupProgramNames())
 		if err != nil {
 			return nil, err
 		}
@@ -490,7 +490,17 @@ func (n *nodeSet) reconcileSyscount() error {
 	have := err == nil
 	switch {
 	case want && !have:
-		l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sys_enter", Program: n.progs["vordr_sys_enter"]})
+		prog := n.progs["vordr_sys_enter"]
+		if prog == nil {
+			// A shim opens only the programs it attaches per container.
+			p, err := ebpf.LoadPinnedProgram(filepath.Join(n.dir, "prog_vordr_sys_enter"), nil)
+			if err != nil {
+				return fmt.Errorf("open pinned syscall counter: %w", err)
+			}
+			defer p.Close()
+			prog = p
+		}
+		l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sys_enter", Program: prog})
 		if err != nil {
 			return fmt.Errorf("attach opt-in syscall counter: %w", err)
 		}
