@@ -32,6 +32,9 @@ type result struct {
 	P90MS    float64   `json:"p90_ms"`
 	ShimRSS  int64     `json:"shim_rss_kib"`
 	Samples  []float64 `json:"samples_ms"`
+	// PairedRatio is the median, over rounds, of this variant's run
+	// divided by the control's run of the same round.
+	PairedRatio float64 `json:"paired_ratio,omitempty"`
 }
 
 func main() {
@@ -118,9 +121,18 @@ func run(runs int, shimDir, jsonOut string) error {
 		fmt.Printf("%-24s %9.1f %9.1f %9.1f %12d\n", r.Runtime, r.MinMS, r.MedianMS, r.P90MS, r.ShimRSS)
 	}
 	base := results[0]
-	for _, v := range results[1:] {
-		fmt.Printf("ratio %s / runc.v2: median %.3f, min %.3f, p90 %.3f; shim RSS %+d KiB\n",
-			v.Runtime, v.MedianMS/base.MedianMS, v.MinMS/base.MinMS, v.P90MS/base.P90MS, v.ShimRSS-base.ShimRSS)
+	for i, v := range results[1:] {
+		// Paired: each round runs every variant back to back, so the ratio
+		// of a variant's run to the control's run of the same round
+		// cancels the machine's drift; its median is the steadiest figure.
+		var paired []float64
+		for r := range v.Samples {
+			paired = append(paired, v.Samples[r]/base.Samples[r])
+		}
+		sort.Float64s(paired)
+		results[i+1].PairedRatio = pct(paired, 50)
+		fmt.Printf("ratio %s / runc.v2: paired median %.3f (IQR %.3f–%.3f); median %.3f, min %.3f, p90 %.3f; shim RSS %+d KiB\n",
+			v.Runtime, pct(paired, 50), pct(paired, 25), pct(paired, 75), v.MedianMS/base.MedianMS, v.MinMS/base.MinMS, v.P90MS/base.P90MS, v.ShimRSS-base.ShimRSS)
 	}
 	if jsonOut != "" {
 		data, _ := json.MarshalIndent(results, "", "  ")
