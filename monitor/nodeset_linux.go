@@ -117,21 +117,6 @@ func forgetLocked(n *nodeSet) {
 	}
 }
 
-// Preload opens (or loads and pins) the node's program set ahead of the
-// first Attach, which then only checks it: a shim calls it when it starts,
-// while containerd is still preparing the Create request.
-func Preload(o Options) error {
-	o.defaults()
-	return withLock(o.LockPath, func() error {
-		n, err := acquireSet(o.PinDir)
-		if err != nil {
-			return err
-		}
-		releaseSet(n)
-		return nil
-	})
-}
-
 func (n *nodeSet) close() {
 	for _, m := range n.maps {
 		m.Close()

@@ -42,13 +42,6 @@ func init() {
 			if ss, err := ic.GetByID(plugins.InternalPlugin, "shutdown"); err == nil {
 				ss.(shutdown.Service).RegisterCallback(h.shutdown)
 			}
-			// Open the node's program set while containerd prepares the
-			// Create request, so the attach only checks it is current.
-			go func() {
-				if err := monitor.Preload(monitor.Options{}); err != nil {
-					log.G(ic.Context).WithError(err).Debug("vordr: preload the eBPF program set (the first attach will try again)")
-				}
-			}()
 			// The seccomp agent turns the profiles' denied syscalls (module,
 			// bpf, ptrace…) into reported events: the kernel hands each
 			// attempt to the shim, which answers EPERM. Without it the
@@ -59,6 +52,21 @@ func init() {
 			} else {
 				h.agent = agent
 			}
+			// containerd starts a shim for a task it is about to create:
+			// prepare that task's guard (open the node's program set, claim
+			// a ring) while containerd prepares the Create request.
+			h.spareReady = make(chan struct{})
+			go func() {
+				defer close(h.spareReady)
+				pp, err := monitor.Prepare(h.guardOptions())
+				if err != nil {
+					log.G(ic.Context).WithError(err).Debug("vordr: prepare a guard at start (the first Create will try again)")
+					return
+				}
+				h.mu.Lock()
+				h.spare = pp
+				h.mu.Unlock()
+			}()
 			return h, nil
 		},
 	})
@@ -69,7 +77,12 @@ type hook struct {
 	out   *outbox               // events for containerd's bus, in order
 	agent *monitor.SeccompAgent // nil when it could not start
 
+	// spare is a guard prepared when the shim started, for its first
+	// container; spareReady closes once the attempt is over.
+	spareReady chan struct{}
+
 	mu    sync.Mutex
+	spare *monitor.Prepared
 	state map[string]*guarded // by namespace/id
 	// tearing: guards being closed after Delete returned, by namespace/id;
 	// closing counts them for shutdown.
@@ -164,7 +177,9 @@ func (h *hook) PreCreate(ctx context.Context, c *task.Container) error {
 	// that only the container's own steps remain after runc create.
 	go func() {
 		defer close(g.prepReady)
-		g.prep, g.prepErr = monitor.Prepare(h.guardOptions())
+		if g.prep = h.takeSpare(); g.prep == nil {
+			g.prep, g.prepErr = monitor.Prepare(h.guardOptions())
+		}
 	}()
 	// Open the event log while runc creates the container: file creation
 	// is disk I/O that Create need not wait for twice.
@@ -184,6 +199,20 @@ func (h *hook) PreCreate(ctx context.Context, c *task.Container) error {
 		}
 	}()
 	return nil
+}
+
+// takeSpare returns the guard prepared at start, once; it waits for the
+// attempt, which started earlier than a new one would.
+func (h *hook) takeSpare() *monitor.Prepared {
+	if h.spareReady == nil {
+		return nil
+	}
+	<-h.spareReady
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	pp := h.spare
+	h.spare = nil
+	return pp
 }
 
 // guardOptions are the options of every guard of this shim.
@@ -211,6 +240,11 @@ func (h *hook) shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+	// A spare no container took: its ring goes back to the pool now
+	// rather than when another shim finds this one gone.
+	if pp := h.takeSpare(); pp != nil {
+		pp.Release()
 	}
 	return h.out.close(ctx)
 }
