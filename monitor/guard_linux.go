@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -281,7 +282,7 @@ func (pp *Prepared) Attach(ctx context.Context, t Target, p *Profile) (_ *Guard,
 		return nil, errors.New("attach: the prepared guard was already used or released")
 	}
 	o := pp.o
-	attachStart := pp.start
+	attachStart := time.Now()
 	g := &Guard{
 		t: t, p: p, o: o,
 		set: pp.set, ring: pp.ring, slot: pp.slot, rd: pp.rd,
@@ -292,8 +293,11 @@ func (pp *Prepared) Attach(ctx context.Context, t Target, p *Profile) (_ *Guard,
 		events:   make(chan Event, o.Buffer),
 		closing:  make(chan struct{}),
 	}
+	// attached is set once the guard is complete: on an error, and on a
+	// panic a caller recovers from, everything taken over is given back.
+	attached := false
 	defer func() {
-		if err != nil {
+		if !attached {
 			g.teardown()
 		}
 	}()
@@ -339,7 +343,7 @@ func (pp *Prepared) Attach(ctx context.Context, t Target, p *Profile) (_ *Guard,
 		return linksErr
 	}
 	defer func() {
-		if err != nil {
+		if !attached {
 			joinLinks() // before the teardown deferred above closes them
 		}
 	}()
@@ -481,9 +485,21 @@ func (pp *Prepared) Attach(ctx context.Context, t Target, p *Profile) (_ *Guard,
 	}
 	set := g.set
 	err = withLock(o.LockPath, func() error {
+		// The set was chosen when the guard was prepared: it must still be
+		// the node's pinned set. Maps of a set unloaded since (by hand, or
+		// by a vordr of another version) would take the entry while no
+		// exec, fork or exit program reads them.
+		if !samePinnedMap(filepath.Join(set.dir, "map_"+vbpf.MapContainers), set.maps[vbpf.MapContainers]) {
+			return fmt.Errorf("the program set %s was unloaded after this guard was prepared; create the container again", set.dir)
+		}
 		var existing vbpf.Container
 		if set.maps[vbpf.MapContainers].Lookup(g.cgid, &existing) == nil {
-			return fmt.Errorf("attach %s: cgroup %d (guard owned by pid %d): %w", t.ContainerID, g.cgid, existing.OwnerPid, ErrAlreadyGuarded)
+			if ownerAlive(int(existing.OwnerPid), existing.OwnerStart) {
+				return fmt.Errorf("cgroup %d (guard owned by pid %d): %w", g.cgid, existing.OwnerPid, ErrAlreadyGuarded)
+			}
+			// Left by a shim that died (since Prepare collected): its
+			// flags and ring must not stay in force for this container.
+			set.removeEntry(g.cgid)
 		}
 		for _, k := range allowKeys(g.cgid, p.allow) {
 			if err := set.maps[vbpf.MapAllow].Update(k, uint8(1), ebpf.UpdateAny); err != nil {
@@ -551,6 +567,7 @@ func (pp *Prepared) Attach(ctx context.Context, t Target, p *Profile) (_ *Guard,
 	if o.Seccomp != nil {
 		o.Seccomp.subscribe(t.ContainerID, func(e Event) { g.deliver(e, false) })
 	}
+	attached = true
 	return g, nil
 }
 

@@ -770,3 +770,80 @@ func TestSyscallCountingFromPinnedSet(t *testing.T) {
 	g.Close()
 	g0.Close()
 }
+
+// The set a guard was prepared with must still be the node's when it
+// attaches: a set unloaded in between (by hand, or by a vordr of another
+// version) keeps its maps alive through the prepared guard's descriptors, but
+// no exec, fork or exit program reads them any more. Another version's
+// start-up must not unload a set whose ring a prepared guard holds.
+func TestPreparedSetStillPinned(t *testing.T) {
+	requireRoot(t)
+	o := testOptions(t)
+	dir := filepath.Join(o.PinDir, vbpf.Version())
+
+	pp, err := Prepare(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gcOtherVersions(o.PinDir, "another-version") // sees this set as another version's
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("another version's start-up unloaded a set whose ring a prepared guard holds: %v", err)
+	}
+	cg := newCgroup(t)
+	g, err := pp.Attach(t.Context(), Target{ContainerID: "kept", CgroupPath: cg.path}, mustProfile(t, "balanced"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := collect(g)
+	if out, err := cg.cmd("/bin/true").CombinedOutput(); err != nil {
+		t.Fatalf("/bin/true in the cgroup: %v %s", err, out)
+	}
+	c.waitFor(t, "exec of /bin/true", func(e Event) bool { return e.Kind == KindExec && e.Path == "/bin/true" })
+	g.Close()
+	<-c.done
+
+	pp2, err := Prepare(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(dir); err != nil { // unloaded by hand
+		t.Fatal(err)
+	}
+	if _, err := pp2.Attach(t.Context(), Target{ContainerID: "orphan", CgroupPath: newCgroup(t).path}, mustProfile(t, "balanced")); err == nil {
+		t.Error("a guard attached to a set that is no longer pinned (its container would run without exec, fork and exit programs)")
+	}
+	os.Remove(o.PinDir) // what unloading the set would have removed
+}
+
+// An entry on the container's own cgroup left by a shim that died after
+// the guard was prepared is replaced, not taken for a live guard.
+func TestPreparedReplacesDeadOwnersEntry(t *testing.T) {
+	requireRoot(t)
+	o := testOptions(t)
+	cg := newCgroup(t)
+	pp, err := Prepare(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := exec.Command("/bin/true")
+	dead.Run()
+	stale := vbpf.Container{OwnerPid: uint32(dead.Process.Pid), Flags: vbpf.CfDenyConnect}
+	m := pp.set.maps[vbpf.MapContainers]
+	if err := m.Update(cg.id, stale, ebpf.UpdateNoExist); err != nil {
+		t.Fatal(err)
+	}
+	g, err := pp.Attach(t.Context(), Target{ContainerID: "after-dead", CgroupPath: cg.path}, mustProfile(t, "balanced"))
+	if err != nil {
+		t.Fatalf("the cgroup of a dead owner cannot be guarded: %v", err)
+	}
+	var c vbpf.Container
+	if err := m.Lookup(cg.id, &c); err != nil {
+		t.Fatal(err)
+	}
+	if c.OwnerPid != uint32(os.Getpid()) || c.Flags&vbpf.CfDenyConnect != 0 {
+		t.Errorf("entry %+v: the dead owner's flags are still in force", c)
+	}
+	g.Close()
+	for range g.Events() {
+	}
+}

@@ -588,18 +588,40 @@ func gcOtherVersions(pinDir, current string) {
 			}
 		}
 		m.Close()
-		if !live {
+		if !live && !ringsClaimed(dir) {
 			// Deleting the pins drops the old links; entries die with the maps.
 			os.RemoveAll(dir)
 		}
 	}
 }
 
-// processStart returns a process's start time in clock ticks since boot
-// (field 22 of /proc/PID/stat): with the pid it names a process uniquely.
+// ringsClaimed reports whether a live process holds a ring of the set in
+// dir: a guard prepared (its ring claimed) but not yet attached uses the
+// set as much as a container entry does. A set without a ring pool (an
+// older version) has none.
+func ringsClaimed(dir string) bool {
+	m, err := ebpf.LoadPinnedMap(filepath.Join(dir, "map_"+vbpf.MapRingOwners), &ebpf.LoadPinOptions{ReadOnly: true})
+	if err != nil {
+		return false
+	}
+	defer m.Close()
+	for slot := uint32(0); slot < m.MaxEntries(); slot++ {
+		var o vbpf.RingOwner
+		if m.Lookup(slot, &o) != nil || o.RingSize == 0 {
+			return false
+		}
+		if !ringFree(o) {
+			return true
+		}
+	}
+	return false
+}
+
 // selfStart is this process's start time, read once.
 var selfStart = sync.OnceValues(func() (uint64, error) { return processStart(os.Getpid()) })
 
+// processStart returns a process's start time in clock ticks since boot
+// (field 22 of /proc/PID/stat): with the pid it names a process uniquely.
 func processStart(pid int) (uint64, error) {
 	s, _, _, err := processStartState(pid)
 	return s, err

@@ -215,6 +215,14 @@ func (h *hook) takeSpare() *monitor.Prepared {
 	return pp
 }
 
+// releasePrep gives back the prepared guard of a container that will not
+// be attached: a task returned stopped keeps its record until Delete, and
+// its ring should not wait that long.
+func (g *guarded) releasePrep() {
+	<-g.prepReady
+	g.prep.Release()
+}
+
 // guardOptions are the options of every guard of this shim.
 func (h *hook) guardOptions() monitor.Options {
 	self, _ := os.Executable() // runs monitor.PidnsSysctlMain (see main.go)
@@ -260,10 +268,12 @@ func (h *hook) PostCreate(ctx context.Context, c *task.Container) error {
 	}
 	// runc has mounted the bind sources: each must be the inode checked.
 	if err := monitor.VerifyPinned(c.Pid, g.pinned); err != nil {
+		g.releasePrep()
 		return err
 	}
 	<-g.logReady
 	if g.logErr != nil {
+		g.releasePrep()
 		return g.logErr
 	}
 	w := g.log
@@ -406,17 +416,20 @@ func (h *hook) Deleted(ctx context.Context, c *task.Container) {
 	go func() {
 		defer h.closing.Done()
 		defer func() {
+			if r := recover(); r != nil {
+				log.G(ctx).WithFields(log.Fields{"id": c.ID, "panic": r, "stack": string(debug.Stack())}).Error("vordr: closing the guard panicked")
+			}
+			// After the teardown: a new container of this id waits for
+			// its log to be closed, not for the prune.
+			h.prune(ctx, c)
+		}()
+		defer func() {
 			h.mu.Lock()
 			if h.tearing[k] == done {
 				delete(h.tearing, k)
 			}
 			h.mu.Unlock()
 			close(done)
-		}()
-		defer func() {
-			if r := recover(); r != nil {
-				log.G(ctx).WithFields(log.Fields{"id": c.ID, "panic": r, "stack": string(debug.Stack())}).Error("vordr: closing the guard panicked")
-			}
 		}()
 		if prev != nil {
 			<-prev
@@ -449,19 +462,25 @@ func (h *hook) teardown(ctx context.Context, c *task.Container, g *guarded) {
 		if err := g.log.Close(); err != nil {
 			log.G(ctx).WithError(err).Warn("vordr: close event log")
 		}
-		// Logs of deleted containers would pile up (rotation bounds a
-		// file's size, not their number): prune this namespace's now that
-		// one more has finished, after Delete has answered.
-		ev := c.Config.Events
-		keep, maxAge := ev.Retention()
-		if removed, err := eventlog.Prune(ev.Dir, c.Namespace, keep, maxAge, time.Now()); err != nil {
-			log.G(ctx).WithError(err).Warn("vordr: prune event logs")
-		} else if len(removed) > 0 {
-			log.G(ctx).WithField("containers", len(removed)).Debug("vordr: pruned event logs of deleted containers")
-		}
 	}
 	if g.webhook != nil {
 		g.webhook.close()
+	}
+}
+
+// prune removes logs of deleted containers beyond the retention rule:
+// they would pile up (rotation bounds a file's size, not their number).
+// It runs as each container's teardown ends, after Delete has answered.
+func (h *hook) prune(ctx context.Context, c *task.Container) {
+	if c.Config == nil {
+		return
+	}
+	ev := c.Config.Events
+	keep, maxAge := ev.Retention()
+	if removed, err := eventlog.Prune(ev.Dir, c.Namespace, keep, maxAge, time.Now()); err != nil {
+		log.G(ctx).WithError(err).Warn("vordr: prune event logs")
+	} else if len(removed) > 0 {
+		log.G(ctx).WithField("containers", len(removed)).Debug("vordr: pruned event logs of deleted containers")
 	}
 }
 
