@@ -876,7 +876,7 @@ func (g *Guard) readRing() {
 		e := g.decode(&raw)
 		if key, ok := aggregateKey(&e); ok {
 			g.observe(&e)
-			agg.add(key, e)
+			agg.add(key, &e)
 		} else {
 			agg.flush(g) // keep the ring's order
 			g.deliver(e, true)
@@ -888,23 +888,46 @@ func (g *Guard) readRing() {
 	}
 }
 
+// Per network event type, without a map or a string built per event: a
+// connect storm decodes tens of thousands a second.
+var (
+	netKinds      = map[uint32]Kind{vbpf.EvConnect: KindConnect, vbpf.EvBind: KindBind, vbpf.EvSendmsg: KindSend}
+	netMechanisms = map[uint32][2]string{
+		vbpf.EvConnect: {"bpf:cgroup/connect4", "bpf:cgroup/connect6"},
+		vbpf.EvBind:    {"bpf:cgroup/bind4", "bpf:cgroup/bind6"},
+		vbpf.EvSendmsg: {"bpf:cgroup/sendmsg4", "bpf:cgroup/sendmsg6"},
+	}
+)
+
+// aggKey is what makes two audit-level events identical (aggregateKey): a
+// comparable value, so keying a connect allocates nothing.
+type aggKey struct {
+	kind Kind
+	s    string // exec: path and arguments; exit: comm; network: protocol
+	n    int    // exit status
+	addr netip.Addr
+	port uint16
+}
+
 // aggregator collects the audit-level events of one batch read from the
 // ring, identical ones counted into one (Event.Count).
 type aggregator struct {
-	order []string
-	byKey map[string]*Event
+	order []aggKey
+	byKey map[aggKey]*Event
 }
 
-func newAggregator() *aggregator { return &aggregator{byKey: map[string]*Event{}} }
+func newAggregator() *aggregator { return &aggregator{byKey: map[aggKey]*Event{}} }
 
-func (a *aggregator) add(key string, e Event) {
+// add counts e into its key's event; only the first of a key is copied.
+func (a *aggregator) add(key aggKey, e *Event) {
 	if prev := a.byKey[key]; prev != nil {
 		prev.Count++
 		prev.Last = e.Time
 		return
 	}
-	e.Count = 1
-	a.byKey[key] = &e
+	c := *e
+	c.Count = 1
+	a.byKey[key] = &c
 	a.order = append(a.order, key)
 }
 
@@ -929,19 +952,19 @@ func (a *aggregator) flush(g *Guard) {
 // arguments for an exec, the program and status for an exit, the
 // destination for a connect. Anything denied, killed or flagged stays an
 // event of its own.
-func aggregateKey(e *Event) (string, bool) {
+func aggregateKey(e *Event) (aggKey, bool) {
 	if e.Verdict != Allowed || e.Drift || e.Fileless || e.SetID || e.Digest != "" || e.Alert != nil {
-		return "", false
+		return aggKey{}, false
 	}
 	switch e.Kind {
 	case KindExec:
-		return "exec\x00" + e.Path + "\x00" + strings.Join(e.Args, "\x00"), true
+		return aggKey{kind: e.Kind, s: e.Path + "\x00" + strings.Join(e.Args, "\x00")}, true
 	case KindExit:
-		return fmt.Sprintf("exit\x00%s\x00%d", e.Comm, e.ExitStatus), true
+		return aggKey{kind: e.Kind, s: e.Comm, n: e.ExitStatus}, true
 	case KindConnect, KindBind, KindSend:
-		return fmt.Sprintf("%s\x00%s\x00%d\x00%s", e.Kind, e.Addr, e.Port, e.Protocol), true
+		return aggKey{kind: e.Kind, s: e.Protocol, addr: e.Addr, port: e.Port}, true
 	}
-	return "", false
+	return aggKey{}, false
 }
 
 // idleAfter and idleInterval make the counter poller sleep while the
@@ -1125,7 +1148,7 @@ func (g *Guard) decode(r *vbpf.Event) Event {
 		e.ExitStatus = int(r.Code)
 		e.Mechanism = "bpf:tp_btf/sched_process_exit"
 	case vbpf.EvConnect, vbpf.EvBind, vbpf.EvSendmsg:
-		e.Kind = map[uint32]Kind{vbpf.EvConnect: KindConnect, vbpf.EvBind: KindBind, vbpf.EvSendmsg: KindSend}[r.Type]
+		e.Kind = netKinds[r.Type]
 		e.Port = r.Port
 		switch r.Family {
 		case unix.AF_INET:
@@ -1141,12 +1164,11 @@ func (g *Guard) decode(r *vbpf.Event) Event {
 		default:
 			e.Protocol = fmt.Sprint(r.Proto)
 		}
-		e.Mechanism = map[uint32]string{vbpf.EvConnect: "bpf:cgroup/connect", vbpf.EvBind: "bpf:cgroup/bind", vbpf.EvSendmsg: "bpf:cgroup/sendmsg"}[r.Type]
+		family := 0
 		if r.Family == unix.AF_INET6 {
-			e.Mechanism += "6"
-		} else {
-			e.Mechanism += "4"
+			family = 1
 		}
+		e.Mechanism = netMechanisms[r.Type][family]
 	}
 	return e
 }

@@ -28,7 +28,7 @@ import (
 const ref = "docker.io/vordr/events-bench:1"
 
 func main() {
-	runs := flag.Int("runs", 5, "runs per runtime")
+	runs := flag.Int("runs", 9, "runs per runtime")
 	execs := flag.Int("execs", 2000, "fork+exec per storm")
 	conns := flag.Int("connects", 20000, "connects per storm")
 	shimDir := flag.String("shim-dir", "bin", "directory holding containerd-shim-vordr-v1")
@@ -44,6 +44,9 @@ type row struct {
 	Runtime   string  `json:"runtime"`
 	ExecMS    float64 `json:"exec_storm_ms"`
 	ConnectMS float64 `json:"connect_storm_ms"`
+	// Medians of the per-round ratios to runc.v2.
+	PairedExec    float64 `json:"paired_exec_ratio,omitempty"`
+	PairedConnect float64 `json:"paired_connect_ratio,omitempty"`
 }
 
 func run(runs, execs, conns int, shimDir, jsonOut string) error {
@@ -128,16 +131,33 @@ func run(runs, execs, conns int, shimDir, jsonOut string) error {
 	fmt.Printf("%-26s %16s %18s\n", "runtime", fmt.Sprintf("%d execs ms", execs), fmt.Sprintf("%d connects ms", conns))
 	var rows []row
 	for _, v := range variants {
-		r := row{v.name, med(res[v.name], func(s sample) float64 { return s.exec }), med(res[v.name], func(s sample) float64 { return s.conn })}
+		r := row{Runtime: v.name, ExecMS: med(res[v.name], func(s sample) float64 { return s.exec }), ConnectMS: med(res[v.name], func(s sample) float64 { return s.conn })}
 		rows = append(rows, r)
 		fmt.Printf("%-26s %16.1f %18.1f\n", r.Runtime, r.ExecMS, r.ConnectMS)
 	}
-	for _, r := range rows[1:] {
+	// Paired: each round runs every variant back to back; a variant's run
+	// over the control's run of the same round cancels the machine's
+	// drift, and the median of those ratios is the steadiest figure.
+	paired := func(name string, f func(sample) float64) float64 {
+		base, own := res[variants[0].name], res[name]
+		var rs []float64
+		for i := range own {
+			rs = append(rs, f(own[i])/f(base[i]))
+		}
+		sort.Float64s(rs)
+		return rs[len(rs)/2]
+	}
+	execOf := func(s sample) float64 { return s.exec }
+	connOf := func(s sample) float64 { return s.conn }
+	for i, r := range rows[1:] {
+		rows[i+1].PairedExec = paired(r.Runtime, execOf)
 		if r.ConnectMS < 0 {
-			fmt.Printf("ratio %s / runc.v2: exec storm %.3f\n", r.Runtime, r.ExecMS/rows[0].ExecMS)
+			fmt.Printf("ratio %s / runc.v2: exec storm %.3f (paired median %.3f)\n", r.Runtime, r.ExecMS/rows[0].ExecMS, rows[i+1].PairedExec)
 			continue
 		}
-		fmt.Printf("ratio %s / runc.v2: exec storm %.3f, connect storm %.3f\n", r.Runtime, r.ExecMS/rows[0].ExecMS, r.ConnectMS/rows[0].ConnectMS)
+		rows[i+1].PairedConnect = paired(r.Runtime, connOf)
+		fmt.Printf("ratio %s / runc.v2: exec storm %.3f (paired median %.3f), connect storm %.3f (paired median %.3f)\n",
+			r.Runtime, r.ExecMS/rows[0].ExecMS, rows[i+1].PairedExec, r.ConnectMS/rows[0].ConnectMS, rows[i+1].PairedConnect)
 	}
 	if jsonOut != "" {
 		b, _ := json.MarshalIndent(rows, "", "  ")
