@@ -4,6 +4,7 @@ package task
 
 import (
 	"runtime/debug"
+	"sync"
 	"testing"
 )
 
@@ -11,6 +12,7 @@ import (
 // then back at the shim library's setting; later calls change nothing.
 func TestDeferGC(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	gcOnce = sync.Once{} // a fresh shim's state, so the test can run again
 	DeferGC()
 	if got := debug.SetGCPercent(-1); got != HeldGCPercent {
 		t.Fatalf("after DeferGC: GOGC %d, want %d (held off)", got, HeldGCPercent)
