@@ -27,6 +27,9 @@ const (
 	DefaultMaxStreams   = 8
 	// DefaultMaxBundleBytes bounds a bundle sent to POST /api/v1/verify/bundle.
 	DefaultMaxBundleBytes = 512 << 20
+	// DefaultMaxLogBytes bounds the output log of one container run
+	// through the API.
+	DefaultMaxLogBytes = 16 << 20
 	// Runtime is the only runtime the API creates containers with.
 	Runtime = "io.containerd.vordr.v1"
 )
@@ -90,6 +93,11 @@ type Limits struct {
 	StopTimeout string `toml:"stop_timeout"`
 	// MaxStreams bounds the event streams (follow=1) one key holds open.
 	MaxStreams int `toml:"max_streams"`
+	// MaxLogBytes bounds a container's output log (default 16 MiB): the
+	// workload decides how much it prints, and the log is on the node's
+	// disk. Beyond it the newest half is kept in <log>.1 and the log
+	// starts again, so at most about 1.5× this stays per container.
+	MaxLogBytes int64 `toml:"max_log_bytes"`
 }
 
 // StopGrace returns the parsed stop timeout.
@@ -139,6 +147,9 @@ func ParseConfig(data []byte, source string) (*Config, error) {
 	}
 	if c.Limits.MaxBundleBytes <= 0 {
 		c.Limits.MaxBundleBytes = DefaultMaxBundleBytes
+	}
+	if c.Limits.MaxLogBytes <= 0 {
+		c.Limits.MaxLogBytes = DefaultMaxLogBytes
 	}
 	if c.Limits.StopTimeout != "" {
 		if _, err := time.ParseDuration(c.Limits.StopTimeout); err != nil {

@@ -429,7 +429,7 @@ func (s *Server) run(ctx context.Context, id Identity, req RunRequest, start boo
 		if err := ctr.Delete(cctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
 			s.log.Error("run: clean up a container that did not start", "id", name, "error", err)
 		}
-		os.Remove(s.logPath(name))
+		removeLog(s.logPath(name))
 	}
 	logPath := s.logPath(name)
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
@@ -606,7 +606,7 @@ func (s *Server) remove(ctx context.Context, who Identity, id string, force bool
 	if err := ctr.Delete(ctx, containerd.WithSnapshotCleanup); err != nil {
 		return err
 	}
-	os.Remove(s.logPath(id))
+	removeLog(s.logPath(id))
 	return nil
 }
 
@@ -635,7 +635,7 @@ func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request, id Identi
 		defer release()
 	}
 	path := s.logPath(cid)
-	data, end, err := readTail(path, tail, 1<<20)
+	data, end, err := readLogTail(path, tail, 1<<20)
 	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
@@ -664,6 +664,9 @@ func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request, id Identi
 			exited = true // read once more: the last output may be new
 		}
 		if f, err := os.Open(path); err == nil {
+			if fi, err := f.Stat(); err == nil && fi.Size() < end {
+				end = 0 // cut by the log cap: its newest half went to .1, sent already
+			}
 			if _, err := f.Seek(end, io.SeekStart); err == nil {
 				n, _ := io.Copy(w, f)
 				end += n
@@ -693,7 +696,7 @@ func (s *Server) logs(ctx context.Context, id string, tail int) (string, error) 
 	if tail <= 0 {
 		tail = -1
 	}
-	data, _, err := readTail(s.logPath(id), tail, 1<<20)
+	data, _, err := readLogTail(s.logPath(id), tail, 1<<20)
 	if err != nil && !os.IsNotExist(err) {
 		return "", err
 	}
@@ -724,8 +727,16 @@ func readTail(path string, n int, max int64) ([]byte, int64, error) {
 	if _, err := f.ReadAt(buf, off); err != nil {
 		return nil, 0, err
 	}
+	return lastLines(buf, n), size, nil
+}
+
+// lastLines returns the last n lines of buf (all when n < 0).
+func lastLines(buf []byte, n int) []byte {
 	if n < 0 {
-		return buf, size, nil
+		return buf
+	}
+	if n == 0 {
+		return nil
 	}
 	end := len(buf)
 	if end > 0 && buf[end-1] == '\n' {
@@ -735,9 +746,9 @@ func readTail(path string, n int, max int64) ([]byte, int64, error) {
 		if buf[i] == '\n' {
 			n--
 			if n == 0 {
-				return buf[i+1:], size, nil
+				return buf[i+1:]
 			}
 		}
 	}
-	return buf, size, nil
+	return buf
 }

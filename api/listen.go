@@ -110,6 +110,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		// TLS handshake failures and the like go to the server's log.
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	go s.capLogsLoop(ctx)
 	errs := make(chan error, len(listeners))
 	for _, l := range listeners {
 		s.log.Info("vordr serve listening", "address", l.Addr().String(), "namespace", s.cfg.Namespace, "containerd", s.cfg.Containerd)

@@ -282,7 +282,7 @@ func (i *testIssuer) token(t *testing.T, over map[string]any) string {
 func TestServe(t *testing.T) {
 	e := newEnv(t, shared, gateRuntime(t, shared, "strict"))
 	issuer := newTestIssuer(t)
-	srv := startServe(t, shared, "[limits]\nrate = 50\nburst = 50\nmax_body_bytes = 4096\nmax_streams = 1\n"+issuer.config)
+	srv := startServe(t, shared, "[limits]\nrate = 50\nburst = 50\nmax_body_bytes = 4096\nmax_streams = 1\nmax_log_bytes = 65536\n"+issuer.config)
 	runID, runKey := srv.key("run", "")
 	_, readKey := srv.key("read", "")
 
@@ -761,6 +761,34 @@ func TestServe(t *testing.T) {
 		if r := srv.do("GET", "/api/v1/containers/"+id+"/logs?tail=1", readKey, nil); string(r.body) != "two\n" {
 			t.Errorf("logs tail=1: %d %q", r.status, r.body)
 		}
+	})
+
+	// The workload decides how much it prints and the shim appends all of
+	// it to a file on the node: serve keeps each log within
+	// limits.max_log_bytes (here 64 KiB) while the container runs.
+	t.Run("output log capped", func(t *testing.T) {
+		id := uniqueID(t)
+		srv.deleteAfter(runKey, id)
+		// About 2 MiB of numbered lines, then stay up.
+		if r := srv.run(runKey, api.RunRequest{Image: signedRef, Name: id, Args: []string{"sh", "-c", "seq 1 300000; sleep 600"}}); r.status != http.StatusCreated {
+			t.Fatalf("run: %d %s", r.status, r.body)
+		}
+		logPath := filepath.Join(filepath.Dir(srv.config), "state", "logs", shared.Namespace, id+".log")
+		eventually(t, 30*time.Second, func() error {
+			if r := srv.do("GET", "/api/v1/containers/"+id+"/logs?tail=1", readKey, nil); string(r.body) != "300000\n" {
+				return fmt.Errorf("last line %q, want the workload's last", r.body)
+			}
+			var total int64
+			for _, p := range []string{logPath, logPath + ".1"} {
+				if fi, err := os.Stat(p); err == nil {
+					total += fi.Size()
+				}
+			}
+			if total > 65536*3/2 {
+				return fmt.Errorf("the output log holds %d bytes on disk, want at most 1.5 × limits.max_log_bytes", total)
+			}
+			return nil
+		})
 	})
 
 	t.Run("exec", func(t *testing.T) {
