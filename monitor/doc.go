@@ -10,8 +10,9 @@
 //	agent, _ := monitor.StartSeccompAgent(path)      // once per shim (optional)
 //	p, _ := monitor.LoadProfile(name)                // dev, balanced, strict, file, TOML
 //	p.ApplySpec(spec, monitor.WithSeccompAgent(agent))
+//	pp, _ := monitor.Prepare(monitor.Options{Seccomp: agent}) // the set, a ring, its reader: while runc creates
 //	// runc create
-//	g, err := monitor.Attach(ctx, monitor.Target{...}, p, monitor.Options{Seccomp: agent})
+//	g, err := pp.Attach(ctx, monitor.Target{...}, p) // or monitor.Attach(ctx, target, p, opts)
 //	// err != nil && p.Required: refuse Create; dev: carry on, loudly
 //	for e := range g.Events() { ... }                // until Close
 //	g.Stats()
