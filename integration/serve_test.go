@@ -791,6 +791,69 @@ func TestServe(t *testing.T) {
 		})
 	})
 
+	// Each exec holds up to 2 MiB of output for up to its timeout: at most
+	// 32 run at once, node-wide; one more is refused (429) until one ends.
+	t.Run("exec bound", func(t *testing.T) {
+		id := uniqueID(t)
+		srv.deleteAfter(runKey, id)
+		if r := srv.run(runKey, api.RunRequest{Image: signedRef, Name: id, Args: []string{"sleep", "600"}}); r.status != http.StatusCreated {
+			t.Fatalf("run: %d %s", r.status, r.body)
+		}
+		post := func(args ...string) (int, string, error) {
+			b, _ := json.Marshal(api.ExecRequest{Args: args, TimeoutSeconds: 30})
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			req, err := http.NewRequestWithContext(ctx, "POST", "http://vordr/api/v1/containers/"+id+"/exec", bytes.NewReader(b))
+			if err != nil {
+				return 0, "", err
+			}
+			req.Header.Set("Authorization", "Bearer "+runKey)
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := srv.client.Do(req)
+			if err != nil {
+				return 0, "", err
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			return resp.StatusCode, string(body), err
+		}
+		// 40 long execs at once (within the rate limit's burst of 50): 32
+		// run, 8 are refused by the bound, not by the rate limit.
+		const bound, sent = 32, 40
+		type answer struct {
+			code int
+			body string
+		}
+		answers := make(chan answer, sent)
+		for i := 0; i < sent; i++ {
+			go func() {
+				code, body, err := post("sleep", "8")
+				if err != nil {
+					code, body = -1, err.Error()
+				}
+				answers <- answer{code, body}
+			}()
+		}
+		ran, refused := 0, 0
+		for i := 0; i < sent; i++ {
+			a := <-answers
+			switch {
+			case a.code == http.StatusOK:
+				ran++
+			case a.code == http.StatusTooManyRequests && strings.Contains(a.body, "execs are running already"):
+				refused++
+			default:
+				t.Errorf("exec answered %d %s", a.code, a.body)
+			}
+		}
+		if ran != bound || refused != sent-bound {
+			t.Errorf("%d execs at once: %d ran and %d were refused, want %d and %d", sent, ran, refused, bound, sent-bound)
+		}
+		if code, body, err := post("true"); err != nil || code != http.StatusOK {
+			t.Errorf("exec after the others ended: %d %s %v", code, body, err)
+		}
+	})
+
 	t.Run("exec", func(t *testing.T) {
 		id := uniqueID(t)
 		srv.deleteAfter(runKey, id)
