@@ -791,6 +791,50 @@ func TestServe(t *testing.T) {
 		})
 	})
 
+	// A stream outlives its request: revoking the key ends it at the next
+	// credential check (every 15 s), not when the container exits.
+	t.Run("stream ends when its key is revoked", func(t *testing.T) {
+		id := uniqueID(t)
+		srv.deleteAfter(runKey, id)
+		if r := srv.run(runKey, api.RunRequest{Image: signedRef, Name: id, Args: []string{"sleep", "600"}}); r.status != http.StatusCreated {
+			t.Fatalf("run: %d %s", r.status, r.body)
+		}
+		keyID, secret := srv.key("read", "")
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, "GET", "http://vordr/api/v1/containers/"+id+"/logs?follow=1", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+secret)
+		resp, err := srv.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("follow: %d", resp.StatusCode)
+		}
+		ended := make(chan time.Time, 1)
+		go func() {
+			io.Copy(io.Discard, resp.Body) // until the server ends the stream (or ctx)
+			ended <- time.Now()
+		}()
+		if _, errOut, code := runCmd(t, srv.bin, "serve", "keys", "revoke", "--config", srv.config, keyID); code != 0 {
+			t.Fatalf("revoke: exit %d %s", code, errOut)
+		}
+		revoked := time.Now()
+		select {
+		case at := <-ended:
+			if ctx.Err() != nil {
+				t.Fatal("the stream of a revoked key did not end within a minute")
+			}
+			t.Logf("the stream ended %s after its key was revoked", at.Sub(revoked).Round(time.Second))
+		case <-ctx.Done():
+			t.Fatal("the stream of a revoked key did not end within a minute")
+		}
+	})
+
 	// Each exec holds up to 2 MiB of output for up to its timeout: at most
 	// 32 run at once, node-wide; one more is refused (429) until one ends.
 	t.Run("exec bound", func(t *testing.T) {
