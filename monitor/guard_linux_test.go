@@ -674,6 +674,22 @@ func TestAggregateKeyKeepsFlaggedEventsApart(t *testing.T) {
 	}
 }
 
+// attachPreparedSeesExec attaches pp to cg under balanced and requires the
+// guard to report an exec in cg: its ring is read.
+func attachPreparedSeesExec(t *testing.T, pp *Prepared, cg *testCgroup) (*Guard, *collector) {
+	t.Helper()
+	g, err := pp.Attach(t.Context(), Target{ContainerID: filepath.Base(cg.path), CgroupPath: cg.path}, mustProfile(t, "balanced"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := collect(g)
+	if out, err := cg.cmd("/bin/true").CombinedOutput(); err != nil {
+		t.Fatalf("/bin/true in the cgroup: %v %s", err, out)
+	}
+	c.waitFor(t, "exec of /bin/true", func(e Event) bool { return e.Kind == KindExec && e.Path == "/bin/true" })
+	return g, c
+}
+
 // A guard prepared while runc creates the container holds a ring of the
 // node's pool before its container has an entry: the set must not be
 // unloaded as idle under it (another container closing with UnloadWhenIdle),
@@ -700,15 +716,7 @@ func TestPreparedHoldsRingAndSet(t *testing.T) {
 	}
 	// The prepared guard attaches and works: its ring is read.
 	cg := newCgroup(t)
-	pg, err := pp.Attach(t.Context(), Target{ContainerID: "prepared", CgroupPath: cg.path}, mustProfile(t, "balanced"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc := collect(pg)
-	if out, err := cg.cmd("/bin/true").CombinedOutput(); err != nil {
-		t.Fatalf("/bin/true in the cgroup: %v %s", err, out)
-	}
-	pc.waitFor(t, "exec of /bin/true", func(e Event) bool { return e.Kind == KindExec && e.Path == "/bin/true" })
+	pg, pc := attachPreparedSeesExec(t, pp, cg)
 	if _, err := pp.Attach(t.Context(), Target{ContainerID: "again", CgroupPath: cg.path}, mustProfile(t, "balanced")); err == nil {
 		t.Error("a Prepared attached twice")
 	}
@@ -789,16 +797,7 @@ func TestPreparedSetStillPinned(t *testing.T) {
 	if _, err := os.Stat(dir); err != nil {
 		t.Fatalf("another version's start-up unloaded a set whose ring a prepared guard holds: %v", err)
 	}
-	cg := newCgroup(t)
-	g, err := pp.Attach(t.Context(), Target{ContainerID: "kept", CgroupPath: cg.path}, mustProfile(t, "balanced"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := collect(g)
-	if out, err := cg.cmd("/bin/true").CombinedOutput(); err != nil {
-		t.Fatalf("/bin/true in the cgroup: %v %s", err, out)
-	}
-	c.waitFor(t, "exec of /bin/true", func(e Event) bool { return e.Kind == KindExec && e.Path == "/bin/true" })
+	g, c := attachPreparedSeesExec(t, pp, newCgroup(t))
 	g.Close()
 	<-c.done
 
