@@ -187,12 +187,11 @@ func checkAttach(t Target, p *Profile) error {
 // A Prepared is used by one Attach, which takes it over whatever its
 // outcome, or given back with Release.
 type Prepared struct {
-	o     Options
-	set   *nodeSet
-	slot  uint32
-	ring  *ebpf.Map
-	rd    *ringbuf.Reader
-	start time.Time
+	o    Options
+	set  *nodeSet
+	slot uint32
+	ring *ebpf.Map
+	rd   *ringbuf.Reader
 
 	mu    sync.Mutex
 	taken bool // by Attach or Release
@@ -203,7 +202,7 @@ type Prepared struct {
 // is held, the claimed ring keeps the set from being unloaded as idle.
 func Prepare(o Options) (_ *Prepared, err error) {
 	o.defaults()
-	pp := &Prepared{o: o, start: time.Now()}
+	pp := &Prepared{o: o}
 	owner := os.Getpid()
 	ownerStart, err := selfStart()
 	if err != nil {

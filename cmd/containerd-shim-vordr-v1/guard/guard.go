@@ -52,13 +52,15 @@ func init() {
 			} else {
 				h.agent = agent
 			}
+			self, _ := os.Executable() // runs monitor.PidnsSysctlMain (see main.go)
+			h.opts = monitor.Options{Seccomp: h.agent, SysctlHelper: self, RunHelper: task.RunReaped}
 			// containerd starts a shim for a task it is about to create:
 			// prepare that task's guard (open the node's program set, claim
 			// a ring) while containerd prepares the Create request.
 			h.spareReady = make(chan struct{})
 			go func() {
 				defer close(h.spareReady)
-				pp, err := monitor.Prepare(h.guardOptions())
+				pp, err := monitor.Prepare(h.opts)
 				if err != nil {
 					log.G(ic.Context).WithError(err).Debug("vordr: prepare a guard at start (the first Create will try again)")
 					return
@@ -76,6 +78,7 @@ type hook struct {
 	task.NopHook
 	out   *outbox               // events for containerd's bus, in order
 	agent *monitor.SeccompAgent // nil when it could not start
+	opts  monitor.Options       // of every guard of this shim
 
 	// spare is a guard prepared when the shim started, for its first
 	// container; spareReady closes once the attempt is over.
@@ -178,7 +181,7 @@ func (h *hook) PreCreate(ctx context.Context, c *task.Container) error {
 	go func() {
 		defer close(g.prepReady)
 		if g.prep = h.takeSpare(); g.prep == nil {
-			g.prep, g.prepErr = monitor.Prepare(h.guardOptions())
+			g.prep, g.prepErr = monitor.Prepare(h.opts)
 		}
 	}()
 	// Open the event log while runc creates the container: file creation
@@ -221,12 +224,6 @@ func (h *hook) takeSpare() *monitor.Prepared {
 func (g *guarded) releasePrep() {
 	<-g.prepReady
 	g.prep.Release()
-}
-
-// guardOptions are the options of every guard of this shim.
-func (h *hook) guardOptions() monitor.Options {
-	self, _ := os.Executable() // runs monitor.PidnsSysctlMain (see main.go)
-	return monitor.Options{Seccomp: h.agent, SysctlHelper: self, RunHelper: task.RunReaped}
 }
 
 // waitTeardown waits until a guard of key closed after its Delete has done so.
