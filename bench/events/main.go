@@ -129,26 +129,23 @@ func run(runs, execs, conns int, shimDir, jsonOut string) error {
 	}
 	fmt.Printf("in-container storms, %d interleaved runs per runtime (medians)\n", runs)
 	fmt.Printf("%-26s %16s %18s\n", "runtime", fmt.Sprintf("%d execs ms", execs), fmt.Sprintf("%d connects ms", conns))
+	execOf := func(s sample) float64 { return s.exec }
+	connOf := func(s sample) float64 { return s.conn }
 	var rows []row
 	for _, v := range variants {
-		r := row{Runtime: v.name, ExecMS: med(res[v.name], func(s sample) float64 { return s.exec }), ConnectMS: med(res[v.name], func(s sample) float64 { return s.conn })}
+		r := row{Runtime: v.name, ExecMS: med(res[v.name], execOf), ConnectMS: med(res[v.name], connOf)}
 		rows = append(rows, r)
 		fmt.Printf("%-26s %16.1f %18.1f\n", r.Runtime, r.ExecMS, r.ConnectMS)
 	}
-	// Paired: each round runs every variant back to back; a variant's run
-	// over the control's run of the same round cancels the machine's
-	// drift, and the median of those ratios is the steadiest figure.
+	// The median of the per-round ratios to runc.v2 (benchutil.PairedRatios).
 	paired := func(name string, f func(sample) float64) float64 {
-		base, own := res[variants[0].name], res[name]
-		var rs []float64
-		for i := range own {
-			rs = append(rs, f(own[i])/f(base[i]))
+		var own, base []float64
+		for i, s := range res[name] {
+			own, base = append(own, f(s)), append(base, f(res[variants[0].name][i]))
 		}
-		sort.Float64s(rs)
+		rs := benchutil.PairedRatios(own, base)
 		return rs[len(rs)/2]
 	}
-	execOf := func(s sample) float64 { return s.exec }
-	connOf := func(s sample) float64 { return s.conn }
 	for i, r := range rows[1:] {
 		rows[i+1].PairedExec = paired(r.Runtime, execOf)
 		if r.ConnectMS < 0 {

@@ -122,14 +122,7 @@ func run(runs int, shimDir, jsonOut string) error {
 	}
 	base := results[0]
 	for i, v := range results[1:] {
-		// Paired: each round runs every variant back to back, so the ratio
-		// of a variant's run to the control's run of the same round
-		// cancels the machine's drift; its median is the steadiest figure.
-		var paired []float64
-		for r := range v.Samples {
-			paired = append(paired, v.Samples[r]/base.Samples[r])
-		}
-		sort.Float64s(paired)
+		paired := benchutil.PairedRatios(v.Samples, base.Samples)
 		results[i+1].PairedRatio = pct(paired, 50)
 		fmt.Printf("ratio %s / runc.v2: paired median %.3f (IQR %.3f–%.3f); median %.3f, min %.3f, p90 %.3f; shim RSS %+d KiB\n",
 			v.Runtime, pct(paired, 50), pct(paired, 25), pct(paired, 75), v.MedianMS/base.MedianMS, v.MinMS/base.MinMS, v.P90MS/base.P90MS, v.ShimRSS-base.ShimRSS)

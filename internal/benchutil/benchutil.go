@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -127,4 +128,17 @@ func RunScript(ctx context.Context, client *containerd.Client, image containerd.
 		return "", err
 	}
 	return out.String(), nil
+}
+
+// PairedRatios divides each run by the control's run of the same round and
+// sorts the ratios. Rounds run every variant back to back, so a ratio
+// cancels the machine's drift between rounds; their median is the steadiest
+// figure a noisy machine gives.
+func PairedRatios(runs, control []float64) []float64 {
+	rs := make([]float64, 0, len(runs))
+	for i := range runs {
+		rs = append(rs, runs[i]/control[i])
+	}
+	sort.Float64s(rs)
+	return rs
 }
