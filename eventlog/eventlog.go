@@ -285,19 +285,19 @@ func Prune(dir, ns string, keep int, maxAge time.Duration, now time.Time) ([]str
 	if err != nil {
 		return nil, err
 	}
-	type done struct {
+	type entry struct {
 		id    string
 		mtime time.Time
 		size  int64
 	}
-	var logs []done
+	var logs []entry
 	anyOld := false
 	for _, id := range ids {
 		fi, err := os.Stat(Path(dir, ns, id))
 		if err != nil {
 			continue
 		}
-		logs = append(logs, done{id, fi.ModTime(), fi.Size()})
+		logs = append(logs, entry{id, fi.ModTime(), fi.Size()})
 		anyOld = anyOld || (maxAge > 0 && now.Sub(fi.ModTime()) > maxAge)
 	}
 	if !anyOld && (keep <= 0 || len(logs) <= keep) {
@@ -306,7 +306,7 @@ func Prune(dir, ns string, keep int, maxAge time.Duration, now time.Time) ([]str
 		// without reading a single log.
 		return nil, nil
 	}
-	var finished []done
+	var finished []entry
 	for _, l := range logs {
 		if finishedLog(Path(dir, ns, l.id), l.size) {
 			finished = append(finished, l)

@@ -136,4 +136,14 @@ func TestPrune(t *testing.T) {
 	if !slices.Equal(left, []string{"done-1", "done-2", "running-old"}) {
 		t.Errorf("left %v", left)
 	}
+
+	// Fewer logs than keep: only age can make one due, and it still does.
+	write("done-ancient", true, 30*24*time.Hour)
+	removed, err = Prune(dir, "ns", 100, 7*24*time.Hour, now)
+	if err != nil || !slices.Equal(removed, []string{"done-ancient"}) {
+		t.Errorf("with keep = 100: removed %v, %v; want the log older than max_age", removed, err)
+	}
+	if removed, err = Prune(dir, "ns", 100, 7*24*time.Hour, now); err != nil || len(removed) != 0 {
+		t.Errorf("nothing due: removed %v, %v", removed, err)
+	}
 }
