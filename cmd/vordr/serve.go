@@ -54,15 +54,11 @@ See docs/api.md.`,
 			return cli.Exit("--log-format must be text or json", exitUsage)
 		}
 		logger := slog.New(h)
-		client, err := containerd.New(cfg.Containerd, containerd.WithTimeout(10*time.Second))
+		srv, closeClient, err := newServer(cfg, logger)
 		if err != nil {
-			return cli.Exit(fmt.Sprintf("connect to containerd at %s: %v; set containerd in %s", cfg.Containerd, err, cfg.Source), exitUsage)
+			return err
 		}
-		defer client.Close()
-		srv, err := api.New(cfg, client, logger)
-		if err != nil {
-			return cli.Exit(err.Error(), exitUsage)
-		}
+		defer closeClient()
 		ctx, cancel := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 		defer cancel()
 		if err := srv.Serve(ctx); err != nil {
@@ -71,6 +67,21 @@ See docs/api.md.`,
 		logger.Info("vordr serve stopped")
 		return nil
 	},
+}
+
+// newServer connects to the containerd the serve config names and returns
+// the API server over it; close the client when done.
+func newServer(cfg *api.Config, logger *slog.Logger) (*api.Server, func() error, error) {
+	client, err := containerd.New(cfg.Containerd, containerd.WithTimeout(10*time.Second))
+	if err != nil {
+		return nil, nil, cli.Exit(fmt.Sprintf("connect to containerd at %s: %v; set containerd in %s", cfg.Containerd, err, cfg.Source), exitUsage)
+	}
+	srv, err := api.New(cfg, client, logger)
+	if err != nil {
+		client.Close()
+		return nil, nil, cli.Exit(err.Error(), exitUsage)
+	}
+	return srv, client.Close, nil
 }
 
 // apiKeyEnv carries the API key of an MCP stdio session: an environment
@@ -97,16 +108,11 @@ rate limit apply to every call). Logs go to stderr. See docs/api.md.`,
 		if err != nil {
 			return cli.Exit(err.Error(), exitUsage)
 		}
-		logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
-		client, err := containerd.New(cfg.Containerd, containerd.WithTimeout(10*time.Second))
+		srv, closeClient, err := newServer(cfg, slog.New(slog.NewTextHandler(os.Stderr, nil)))
 		if err != nil {
-			return cli.Exit(fmt.Sprintf("connect to containerd at %s: %v; set containerd in %s", cfg.Containerd, err, cfg.Source), exitUsage)
+			return err
 		}
-		defer client.Close()
-		srv, err := api.New(cfg, client, logger)
-		if err != nil {
-			return cli.Exit(err.Error(), exitUsage)
-		}
+		defer closeClient()
 		ctx, cancel := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 		defer cancel()
 		if err := srv.ServeMCPStdio(ctx, secret); err != nil {
